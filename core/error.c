@@ -1,0 +1,47 @@
+/* The thread-local error: the library's only mutable state outside its objects. */
+#include <stdio.h>
+#include "tg_internal.h"
+
+static _Thread_local tg_status last_status = TG_OK;
+static _Thread_local char last_message[512];
+
+/* Every failure passes through here: one place for a breakpoint. */
+tg_status tg__fail(tg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    va_end(ap);
+    last_status = status;
+    return status;
+}
+
+tg_status tg_last_status(void) { return last_status; }
+const char *tg_last_error(void) { return last_message; }
+
+void tg_clear_error(void) {
+    last_status = TG_OK;
+    last_message[0] = '\0';
+}
+
+const char *tg_status_name(tg_status status) {
+    static const char *const names[] = {"TG_OK",     "TG_EINVAL",    "TG_ESHAPE", "TG_EDTYPE",
+                                        "TG_ENOMEM", "TG_ESTATE",    "TG_EMODIFIED", "TG_EIO",
+                                        "TG_EFORMAT", "TG_ENONFINITE"};
+    return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "TG_(unknown)";
+}
+
+const char *tg__shape_str(int ndim, const int64_t *shape, char *buf) {
+    size_t n = 0;
+    buf[n++] = '(';
+    for (int i = 0; i < ndim && n < TG__SHAPE_STR - 24; i++)
+        n += (size_t)snprintf(buf + n, TG__SHAPE_STR - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    /* NumPy writes a 1-d shape as (3,); so do we, so messages read the same as Python's. */
+    if (ndim == 1) buf[n++] = ',';
+    buf[n++] = ')';
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *tg__dtype_name(tg_dtype dtype) {
+    return dtype == TG_F32 ? "f32" : dtype == TG_F64 ? "f64" : "(bad dtype)";
+}

@@ -1,0 +1,391 @@
+/* The tape: an arena for op outputs, the list of recorded nodes, and the reverse walk. */
+#include <math.h>
+#include <string.h>
+#include <xxhash.h>
+#include "tg_internal.h"
+
+/* Arena chunks hold op outputs' data and gradients. Tensor headers live apart, in blocks that are
+   never freed before the tape, so that a stale tensor pointer handed back after a reset can still be
+   read safely and refused (its gen no longer matches the tape's). */
+typedef struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    char *base;
+} chunk;
+
+#define HEADER_BLOCK 256
+typedef struct header_block {
+    struct header_block *next;
+    tg_tensor t[HEADER_BLOCK];
+} header_block;
+
+struct tg_tape {
+    chunk *chunks;         /* newest first; allocation takes from the head */
+    header_block *headers; /* oldest first */
+    int64_t n_headers;     /* headers handed out in this recording */
+    tg__node *nodes;
+    int64_t n_nodes, cap_nodes;
+    unsigned checks;
+    uint64_t gen;  /* bumped by every reset */
+    int done;      /* backward has run on this recording */
+};
+
+enum { MIN_CHUNK = 1 << 20 };
+
+tg_tape *tg_tape_new(void) {
+    tg_tape *tape = tg__calloc(sizeof *tape);
+    if (!tape) {
+        tg__fail(TG_ENOMEM, "tg_tape_new: out of memory");
+        return NULL;
+    }
+    tape->checks = TG_CHECK_SAVED;
+    tape->gen = 1;
+    return tape;
+}
+
+static void free_chunks(chunk *c) {
+    while (c) {
+        chunk *next = c->next;
+        tg__free(c);
+        c = next;
+    }
+}
+
+void tg_tape_reset(tg_tape *tape) {
+    if (!tape) return;
+    /* A recording that outgrew one chunk is merged into one chunk of the total size, so the next
+       recording of the same work fits without a malloc. */
+    if (tape->chunks && tape->chunks->next) {
+        size_t total = 0;
+        for (chunk *c = tape->chunks; c; c = c->next) total += c->size;
+        free_chunks(tape->chunks);
+        tape->chunks = NULL;
+        chunk *c = tg__malloc(sizeof *c + total);
+        if (c) *c = (chunk){.size = total, .base = (char *)(c + 1)};
+        tape->chunks = c; /* on failure the next recording starts growing again */
+    }
+    if (tape->chunks) tape->chunks->used = 0;
+    tape->n_headers = 0;
+    tape->n_nodes = 0;
+    tape->done = 0;
+    tape->gen++;
+}
+
+void tg_tape_free(tg_tape *tape) {
+    if (!tape) return;
+    free_chunks(tape->chunks);
+    for (header_block *b = tape->headers; b;) {
+        header_block *next = b->next;
+        tg__free(b);
+        b = next;
+    }
+    tg__free(tape->nodes);
+    tg__free(tape);
+}
+
+void tg_tape_set_checks(tg_tape *tape, unsigned flags) {
+    if (tape) tape->checks = flags;
+}
+unsigned tg_tape_checks(const tg_tape *tape) { return tape ? tape->checks : 0; }
+int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
+
+void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
+    size = (size + 63) & ~(size_t)63; /* keeps every block 64-byte aligned (chunk bases are) */
+    chunk *c = tape->chunks;
+    if (!c || c->size - c->used < size) {
+        size_t want = size > MIN_CHUNK ? size : MIN_CHUNK;
+        if (c && want < 2 * c->size) want = 2 * c->size;
+        chunk *n = tg__malloc(sizeof *n + want);
+        if (!n) return NULL;
+        *n = (chunk){.next = c, .size = want, .base = (char *)(n + 1)};
+        tape->chunks = c = n;
+    }
+    void *p = c->base + c->used;
+    c->used += size;
+    if (zero) memset(p, 0, size);
+    return p;
+}
+
+static tg_tensor *new_header(tg_tape *tape) {
+    int64_t i = tape->n_headers;
+    header_block **link = &tape->headers, *b = tape->headers;
+    for (int64_t k = i / HEADER_BLOCK; k > 0 && b; k--) link = &b->next, b = b->next;
+    if (!b) {
+        b = tg__malloc(sizeof *b);
+        if (!b) return NULL;
+        b->next = NULL;
+        *link = b;
+    }
+    tape->n_headers++;
+    tg_tensor *t = &b->t[i % HEADER_BLOCK];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
+                       int zero) {
+    int64_t numel;
+    if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
+    tg_tensor *t = new_header(tape);
+    void *data = t ? tg__arena_alloc(tape, (size_t)numel * tg__dsize(dtype), zero) : NULL;
+    if (!data) {
+        tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
+        return NULL;
+    }
+    t->dtype = dtype;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->numel = numel;
+    t->data = data;
+    t->tape = tape;
+    t->gen = tape->gen;
+    t->node = -1;
+    return t;
+}
+
+static const char *const default_names[] = {"input 0", "input 1", "input 2", "input 3"};
+
+int tg__check_inputs(const char *fn, tg_tape *tape, tg_tensor *const *in, int n, const char *const *names) {
+    char nb[32];
+    for (int i = 0; i < n; i++) {
+        const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
+        if (!in[i]) {
+            /* Keep the message of the failure that made this NULL: that is the one worth reading. */
+            if (!tg_last_status()) tg__fail(TG_EINVAL, "%s: %s is NULL", fn, name);
+            return 1;
+        }
+    }
+    if (!tape) return tg__fail(TG_EINVAL, "%s: tape is NULL", fn), 1;
+    for (int i = 0; i < n; i++) {
+        const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
+        if (in[i]->tape && in[i]->tape != tape)
+            return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, name), 1;
+        if (in[i]->tape && in[i]->gen != tape->gen)
+            return tg__fail(TG_ESTATE, "%s: %s belongs to a recording that tg_tape_reset ended", fn, name), 1;
+        if (in[i]->dtype != in[0]->dtype)
+            return tg__fail(TG_EDTYPE, "%s: dtypes differ: %s is %s, %s is %s (no promotion)", fn,
+                            names ? names[0] : "input 0", tg__dtype_name(in[0]->dtype), name,
+                            tg__dtype_name(in[i]->dtype)), 1;
+    }
+    return 0;
+}
+
+static void describe_inputs(tg_tensor *const *in, int n, char *buf, size_t size) {
+    char sb[TG__SHAPE_STR];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
+                                tg__shape_str(in[i]->ndim, in[i]->shape, sb));
+}
+
+const char *tg__node_name(const tg__node *node) { return node->def ? node->def->name : node->op->name; }
+
+tg_tensor *tg__record(tg_tape *tape, const tg__op *op, const tg_op_def *def, void *user, tg_tensor *out,
+                      tg_tensor *const *in, int n_in, tg__save save, const int64_t *arg, double farg) {
+    const char *name = def ? def->name : op->name;
+    if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data)) {
+        char shapes[256];
+        describe_inputs(in, n_in, shapes, sizeof shapes);
+        tg__fail(TG_ENONFINITE, "%s: non-finite output in forward at node %lld (inputs %s)", name,
+                 (long long)tape->n_nodes, shapes);
+        return NULL;
+    }
+    int needs = 0;
+    for (int i = 0; i < n_in; i++) needs |= (in[i]->flags & TG__NEEDS) != 0;
+    if (!needs) return out; /* a function of constants is a constant: nothing to record */
+
+    if (tape->n_nodes == tape->cap_nodes) {
+        int64_t cap = tape->cap_nodes ? 2 * tape->cap_nodes : 256;
+        tg__node *nodes = tg__malloc((size_t)cap * sizeof *nodes);
+        if (!nodes) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", name,
+                                    (long long)tape->n_nodes), NULL;
+        if (tape->n_nodes) memcpy(nodes, tape->nodes, (size_t)tape->n_nodes * sizeof *nodes);
+        tg__free(tape->nodes);
+        tape->nodes = nodes;
+        tape->cap_nodes = cap;
+    }
+    int n_saved = save == TG__SAVE_NONE ? 0 : save == TG__SAVE_INPUTS ? n_in : save == TG__SAVE_OUTPUT ? 1 : n_in + 1;
+    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
+    uint64_t *hash = n_saved ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *hash, 0) : NULL;
+    if (!ins || (n_saved && !hash))
+        return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", name, (long long)tape->n_nodes), NULL;
+    memcpy(ins, in, (size_t)n_in * sizeof *ins);
+    tg_tensor **saved = ins + n_in;
+    if (save == TG__SAVE_INPUTS || save == TG__SAVE_ALL) memcpy(saved, in, (size_t)n_in * sizeof *in);
+    if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
+    if (tape->checks & TG_CHECK_SAVED)
+        for (int i = 0; i < n_saved; i++) hash[i] = tg_tensor_hash(saved[i]);
+
+    tg__node *node = &tape->nodes[tape->n_nodes];
+    *node = (tg__node){.op = op, .def = def, .user = user, .in = ins, .n_in = n_in, .out = out,
+                       .saved = saved, .hash = (tape->checks & TG_CHECK_SAVED) ? hash : NULL,
+                       .n_saved = n_saved, .farg = farg};
+    if (arg) memcpy(node->arg, arg, sizeof node->arg);
+    out->flags |= TG__NEEDS;
+    out->node = tape->n_nodes++;
+    return out;
+}
+
+/* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena. */
+static void *grad_buffer(tg_tape *tape, tg_tensor *t) {
+    if (!(t->flags & TG__NEEDS)) return NULL;
+    if (!t->grad) t->grad = tg__arena_alloc(tape, (size_t)t->numel * tg__dsize(t->dtype), 1);
+    return t->grad;
+}
+
+static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
+    char a[TG__SHAPE_STR], b[TG__SHAPE_STR];
+    if (!tape) return tg__fail(TG_EINVAL, "tg_backward: tape is NULL");
+    /* A NULL out is usually a failed forward: keep its message. */
+    if (!out) return tg_last_status() ? tg_last_status() : tg__fail(TG_EINVAL, "tg_backward: out is NULL");
+    if (out->tape && out->tape != tape) return tg__fail(TG_EINVAL, "tg_backward: out was recorded on another tape");
+    if (out->tape && out->gen != tape->gen)
+        return tg__fail(TG_ESTATE, "tg_backward: the tape was reset since out was recorded; record again");
+    if (tape->done)
+        return tg__fail(TG_ESTATE, "tg_backward: this recording was already backpropagated (%lld nodes); "
+                        "call tg_tape_reset and record again", (long long)tape->n_nodes);
+    if (!(out->flags & TG__NEEDS))
+        return tg__fail(TG_EINVAL, "tg_backward: out %s depends on no parameter (make leaves with tg_param_new)",
+                        tg__shape_str(out->ndim, out->shape, a));
+    if (!grad_out) {
+        if (out->numel != 1)
+            return tg__fail(TG_ESHAPE, "tg_backward: grad_out is NULL but out %s has %lld elements, not 1",
+                            tg__shape_str(out->ndim, out->shape, a), (long long)out->numel);
+        return TG_OK;
+    }
+    if (grad_out->dtype != out->dtype)
+        return tg__fail(TG_EDTYPE, "tg_backward: grad_out is %s, out is %s", tg__dtype_name(grad_out->dtype),
+                        tg__dtype_name(out->dtype));
+    if (grad_out->ndim != out->ndim || memcmp(grad_out->shape, out->shape, (size_t)out->ndim * sizeof(int64_t)))
+        return tg__fail(TG_ESHAPE, "tg_backward: grad_out %s does not match out %s",
+                        tg__shape_str(grad_out->ndim, grad_out->shape, a), tg__shape_str(out->ndim, out->shape, b));
+    return TG_OK;
+}
+
+static tg_status seed_grad(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
+    void *g = grad_buffer(tape, out);
+    if (!g) return tg__fail(TG_ENOMEM, "tg_backward: out of memory for the output's gradient");
+    for (int64_t i = 0; i < out->numel; i++) {
+        double v = grad_out ? tg_tensor_get(grad_out, i) : 1.0;
+        if (out->dtype == TG_F32) ((float *)g)[i] += (float)v;
+        else ((double *)g)[i] += v;
+    }
+    return TG_OK;
+}
+
+static tg_status run_node(tg_tape *tape, int64_t k) {
+    const tg__node *node = &tape->nodes[k];
+    const char *name = tg__node_name(node);
+    char sb[TG__SHAPE_STR];
+    if (node->hash)
+        for (int i = 0; i < node->n_saved; i++)
+            if (tg_tensor_hash(node->saved[i]) != node->hash[i])
+                return tg__fail(TG_EMODIFIED,
+                                "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward was "
+                                "modified after it was recorded", tg__shape_str(node->saved[i]->ndim,
+                                node->saved[i]->shape, sb), name, (long long)k);
+    void **grads = tg__arena_alloc(tape, (size_t)node->n_in * sizeof *grads, 0);
+    if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
+    for (int i = 0; i < node->n_in; i++) {
+        grads[i] = grad_buffer(tape, node->in[i]);
+        if ((node->in[i]->flags & TG__NEEDS) && !grads[i])
+            return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
+    }
+    tg_tensor gout = *node->out;
+    gout.data = node->out->grad;
+    gout.grad = NULL;
+    gout.flags = 0;
+    tg_status st = node->op->backward(node, &gout, grads);
+    if (st) return st;
+    if (tape->checks & TG_CHECK_NONFINITE)
+        for (int i = 0; i < node->n_in; i++)
+            if (grads[i] && tg__nonfinite(node->in[i], grads[i])) {
+                char shapes[256];
+                describe_inputs(node->in, node->n_in, shapes, sizeof shapes);
+                return tg__fail(TG_ENONFINITE, "%s: non-finite gradient in backward at node %lld, for input %d "
+                                "(inputs %s)", name, (long long)k, i, shapes);
+            }
+    return TG_OK;
+}
+
+tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
+    tg_status st = check_out(tape, out, grad_out);
+    if (st) return st;
+    tape->done = 1;
+    st = seed_grad(tape, out, grad_out);
+    for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--)
+        if (tape->nodes[k].out->grad) st = run_node(tape, k);
+    /* Intermediate gradients die here unless retained; their memory goes with the next reset. */
+    for (int64_t k = 0; k < tape->n_nodes; k++) {
+        tg_tensor *t = tape->nodes[k].out;
+        if (!(t->flags & TG__RETAIN)) t->grad = NULL;
+        else if (!t->grad && !grad_buffer(tape, t) && !st)
+            st = tg__fail(TG_ENOMEM, "tg_backward: out of memory for a retained gradient");
+    }
+    return st;
+}
+
+tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t) {
+    if (!tape || !t) return tg__fail(TG_EINVAL, "tg_retain_grad: %s is NULL", tape ? "t" : "tape");
+    if (t->tape != tape || t->gen != tape->gen)
+        return tg__fail(TG_EINVAL, "tg_retain_grad: t is not an output of this tape's current recording");
+    if (!(t->flags & TG__NEEDS))
+        return tg__fail(TG_EINVAL, "tg_retain_grad: t depends on no parameter, so it gets no gradient");
+    t->flags |= TG__RETAIN;
+    return TG_OK;
+}
+
+/* How print and DOT name an input: the node that made it, or what kind of leaf it is. */
+static int input_desc(const tg_tensor *t, char *buf, size_t size) {
+    char sb[TG__SHAPE_STR];
+    if (t->node >= 0 && t->tape) return snprintf(buf, size, "%%%lld", (long long)t->node);
+    return snprintf(buf, size, "%s%s", t->flags & TG__PARAM ? "param" : t->tape ? "const" : "leaf",
+                    tg__shape_str(t->ndim, t->shape, sb));
+}
+
+tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
+    if (!tape || !out) return tg__fail(TG_EINVAL, "tg_tape_print: %s is NULL", tape ? "out" : "tape");
+    char sb[TG__SHAPE_STR], ib[96];
+    fprintf(out, "tape: %lld nodes\n", (long long)tape->n_nodes);
+    for (int64_t k = 0; k < tape->n_nodes; k++) {
+        const tg__node *n = &tape->nodes[k];
+        fprintf(out, "%%%-4lld %-10s (", (long long)k, tg__node_name(n));
+        for (int i = 0; i < n->n_in; i++) {
+            input_desc(n->in[i], ib, sizeof ib);
+            fprintf(out, "%s%s", i ? ", " : "", ib);
+        }
+        fprintf(out, ") -> %s", tg__shape_str(n->out->ndim, n->out->shape, sb));
+        if (n->n_saved) {
+            fprintf(out, "  saved:");
+            for (int i = 0; i < n->n_saved; i++)
+                fprintf(out, " %s", tg__shape_str(n->saved[i]->ndim, n->saved[i]->shape, sb));
+        }
+        fputc('\n', out);
+    }
+    return ferror(out) ? tg__fail(TG_EIO, "tg_tape_print: writing failed") : TG_OK;
+}
+
+tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out) {
+    if (!tape || !out) return tg__fail(TG_EINVAL, "tg_tape_write_dot: %s is NULL", tape ? "out" : "tape");
+    char sb[TG__SHAPE_STR], ib[96];
+    fprintf(out, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
+    for (int64_t k = 0; k < tape->n_nodes; k++) {
+        const tg__node *n = &tape->nodes[k];
+        fprintf(out, "  n%lld [shape=box, label=\"%%%lld %s\\n%s\"];\n", (long long)k, (long long)k,
+                tg__node_name(n), tg__shape_str(n->out->ndim, n->out->shape, sb));
+        for (int i = 0; i < n->n_in; i++) {
+            const tg_tensor *t = n->in[i];
+            if (t->node >= 0 && t->tape) {
+                fprintf(out, "  n%lld -> n%lld;\n", (long long)t->node, (long long)k);
+            } else {
+                /* Leaves are drawn once per use: a graph of a T-step RNN stays legible that way. */
+                input_desc(t, ib, sizeof ib);
+                fprintf(out, "  l%lld_%d [shape=ellipse, label=\"%s\"];\n  l%lld_%d -> n%lld;\n", (long long)k, i,
+                        ib, (long long)k, i, (long long)k);
+            }
+        }
+    }
+    fprintf(out, "}\n");
+    return ferror(out) ? tg__fail(TG_EIO, "tg_tape_write_dot: writing failed") : TG_OK;
+}

@@ -1,0 +1,33 @@
+/* tapegrad: tape-based reverse-mode automatic differentiation over n-d tensors, in C11.
+ *
+ * A worked example: the gradient of L = sum(tanh(x @ W + b)) with respect to W and b.
+ *
+ *     #include <tapegrad.h>
+ *     int64_t xs[2] = {4, 3}, ws[2] = {3, 2}, bs[1] = {2};
+ *     tg_tensor *x = tg_tensor_new(TG_F64, 2, xs);   // an input: no gradient
+ *     tg_tensor *W = tg_param_new(TG_F64, 2, ws);    // parameters: gradients accumulate here
+ *     tg_tensor *b = tg_param_new(TG_F64, 1, bs);
+ *     ... fill tg_tensor_data(x), (W), (b) ...
+ *     tg_tape *tape = tg_tape_new();
+ *     tg_tensor *L = tg_sum(tape, tg_tanh(tape, tg_add(tape, tg_matmul(tape, x, W), b)));
+ *     if (!L || tg_backward(tape, L, NULL) != TG_OK) fprintf(stderr, "%s\n", tg_last_error());
+ *     double *dW = tg_tensor_grad(W);                // (3,2), row-major
+ *     tg_tape_free(tape);                            // frees L and every intermediate
+ *     tg_tensor_free(x); tg_tensor_free(W); tg_tensor_free(b);
+ *
+ * Memory model: leaves are the caller's; op outputs are the tape's, freed all at once by
+ * tg_tape_reset or tg_tape_free. Headers: tg_error.h (status), tg_tensor.h, tg_tape.h, tg_ops.h,
+ * tg_gradcheck.h, tg_io.h, tg_rnn.h.
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include "tg_error.h"
+#include "tg_tensor.h"
+#include "tg_tape.h"
+#include "tg_ops.h"
+#include "tg_gradcheck.h"
+#include "tg_io.h"
+#include "tg_rnn.h"
+
+#endif

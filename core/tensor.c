@@ -1,0 +1,187 @@
+/* Tensors the caller owns, the library's one allocator, hashing and the RNG. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include "tg_internal.h"
+
+/* Fault injection for tests: thread-local so parallel tests do not disturb each other. */
+static _Thread_local int64_t alloc_calls, alloc_fail_at;
+
+void tg__alloc_fail_at(int64_t k) {
+    alloc_calls = 0;
+    alloc_fail_at = k;
+}
+int64_t tg__alloc_count(void) { return alloc_calls; }
+
+void *tg__malloc(size_t size) {
+    if (alloc_fail_at > 0 && ++alloc_calls == alloc_fail_at) return NULL;
+    if (alloc_fail_at <= 0) alloc_calls++;
+    /* aligned_alloc wants a multiple of the alignment; 64 bytes is a cache line and an AVX-512 row. */
+    if (size > SIZE_MAX - 63) return NULL;
+    size_t rounded = (size + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+void *tg__calloc(size_t size) {
+    void *p = tg__malloc(size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+void tg__free(void *p) { free(p); }
+
+tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int64_t *numel) {
+    char buf[TG__SHAPE_STR];
+    if (dtype != TG_F32 && dtype != TG_F64) return tg__fail(TG_EINVAL, "%s: unknown dtype %d", fn, (int)dtype);
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        return tg__fail(TG_EINVAL, "%s: ndim %d is outside 0..%d", fn, ndim, TG_MAX_DIMS);
+    if (ndim > 0 && !shape) return tg__fail(TG_EINVAL, "%s: shape is NULL for ndim %d", fn, ndim);
+    int64_t n = 1, limit = (int64_t)((SIZE_MAX / 2 < (uint64_t)INT64_MAX ? SIZE_MAX / 2 : INT64_MAX) /
+                                     tg__dsize(dtype));
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return tg__fail(TG_ESHAPE, "%s: negative dimension %lld in shape %s", fn, (long long)shape[i],
+                            tg__shape_str(ndim, shape, buf));
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) { n = 0; break; }
+        if (n > limit / shape[i])
+            return tg__fail(TG_ENOMEM, "%s: shape %s has too many elements to address", fn,
+                            tg__shape_str(ndim, shape, buf));
+        n *= shape[i];
+    }
+    *numel = n;
+    return TG_OK;
+}
+
+static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int param) {
+    int64_t numel;
+    if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
+    size_t bytes = (size_t)numel * tg__dsize(dtype);
+    tg_tensor *t = tg__calloc(sizeof *t);
+    void *data = t ? tg__calloc(bytes) : NULL;
+    void *grad = data && param ? tg__calloc(bytes) : NULL;
+    if (!t || !data || (param && !grad)) {
+        tg__free(t);
+        tg__free(data);
+        tg__fail(TG_ENOMEM, "%s: out of memory for %lld elements", fn, (long long)numel);
+        return NULL;
+    }
+    t->dtype = dtype;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->numel = numel;
+    t->data = data;
+    t->grad = grad;
+    t->flags = TG__OWNED | (param ? TG__PARAM | TG__NEEDS : 0);
+    t->node = -1;
+    return t;
+}
+
+tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape) {
+    return new_leaf("tg_tensor_new", dtype, ndim, shape, 0);
+}
+
+tg_tensor *tg_param_new(tg_dtype dtype, int ndim, const int64_t *shape) {
+    return new_leaf("tg_param_new", dtype, ndim, shape, 1);
+}
+
+tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+    tg_tensor *t = new_leaf("tg_tensor_from", dtype, ndim, shape, 0);
+    if (!t) return NULL;
+    if (t->numel && !data) {
+        tg_tensor_free(t);
+        tg__fail(TG_EINVAL, "tg_tensor_from: data is NULL for %lld elements", (long long)t->numel);
+        return NULL;
+    }
+    if (t->numel) memcpy(t->data, data, (size_t)t->numel * tg__dsize(dtype));
+    return t;
+}
+
+tg_tensor *tg_tensor_clone(const tg_tensor *t) {
+    if (!t) {
+        if (!tg_last_status()) tg__fail(TG_EINVAL, "tg_tensor_clone: t is NULL");
+        return NULL;
+    }
+    return tg_tensor_from(t->dtype, t->ndim, t->shape, t->data);
+}
+
+void tg_tensor_free(tg_tensor *t) {
+    if (!t || !(t->flags & TG__OWNED)) return;
+    tg__free(t->data);
+    tg__free(t->grad);
+    tg__free(t);
+}
+
+tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }
+int tg_tensor_ndim(const tg_tensor *t) { return t ? t->ndim : 0; }
+const int64_t *tg_tensor_shape(const tg_tensor *t) { return t ? t->shape : NULL; }
+int64_t tg_tensor_numel(const tg_tensor *t) { return t ? t->numel : 0; }
+void *tg_tensor_data(tg_tensor *t) { return t ? t->data : NULL; }
+void *tg_tensor_grad(tg_tensor *t) { return t ? t->grad : NULL; }
+int tg_tensor_requires_grad(const tg_tensor *t) { return t && (t->flags & TG__NEEDS) ? 1 : 0; }
+
+void tg_zero_grad(tg_tensor *t) {
+    if (t && (t->flags & TG__PARAM)) memset(t->grad, 0, (size_t)t->numel * tg__dsize(t->dtype));
+}
+
+uint64_t tg_tensor_hash(const tg_tensor *t) {
+    if (!t) return 0;
+    /* dtype and shape are hashed too: a (2,3) and a (3,2) of equal bytes are different tensors. */
+    int64_t head[2 + TG_MAX_DIMS] = {(int64_t)t->dtype, t->ndim};
+    memcpy(head + 2, t->shape, (size_t)t->ndim * sizeof(int64_t));
+    uint64_t seed = XXH3_64bits(head, (size_t)(2 + t->ndim) * sizeof(int64_t));
+    return XXH3_64bits_withSeed(t->data, (size_t)t->numel * tg__dsize(t->dtype), seed);
+}
+
+double tg_tensor_get(const tg_tensor *t, int64_t i) {
+    if (!t || i < 0 || i >= t->numel) return NAN;
+    return t->dtype == TG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+
+tg_status tg_tensor_set(tg_tensor *t, int64_t i, double value) {
+    if (!t) return tg__fail(TG_EINVAL, "tg_tensor_set: t is NULL");
+    if (i < 0 || i >= t->numel)
+        return tg__fail(TG_EINVAL, "tg_tensor_set: index %lld outside 0..%lld", (long long)i,
+                        (long long)t->numel - 1);
+    if (t->dtype == TG_F32) ((float *)t->data)[i] = (float)value;
+    else ((double *)t->data)[i] = value;
+    return TG_OK;
+}
+
+int tg__nonfinite(const tg_tensor *t, const void *data) {
+    if (t->dtype == TG_F32) {
+        const float *p = data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(p[i])) return 1;
+    } else {
+        const double *p = data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(p[i])) return 1;
+    }
+    return 0;
+}
+
+/* xoshiro256** seeded through splitmix64: small, fast, and the same numbers on every machine. */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+tg_status tg_tensor_fill_uniform(tg_tensor *t, double lo, double hi, uint64_t *seed) {
+    if (!t || !seed) return tg__fail(TG_EINVAL, "tg_tensor_fill_uniform: %s is NULL", t ? "seed" : "t");
+    uint64_t s[4], x = *seed;
+    for (int i = 0; i < 4; i++) s[i] = splitmix64(&x);
+    for (int64_t i = 0; i < t->numel; i++) {
+        uint64_t r = rotl(s[1] * 5, 7) * 9, u = s[1] << 17;
+        s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= u, s[3] = rotl(s[3], 45);
+        double v = lo + (hi - lo) * ((double)(r >> 11) * 0x1.0p-53);
+        if (t->dtype == TG_F32) ((float *)t->data)[i] = (float)v;
+        else ((double *)t->data)[i] = v;
+    }
+    *seed = splitmix64(&x);
+    return TG_OK;
+}

@@ -1,0 +1,74 @@
+/* tapegrad: gradient checks.
+ *
+ * tg_gradcheck compares the tape's gradients of a function with central finite differences, with
+ * torch.autograd.gradcheck's semantics: in f64, eps 1e-6, and an element passes when
+ *     |analytic - numeric| <= atol + rtol * |numeric|     (atol 1e-5, rtol 1e-3).
+ * Full mode compares whole Jacobians: one backward per output element, two evaluations of f per
+ * input element. Fast mode (PyTorch's fast_mode) compares v^T J u for random u and v, one number per
+ * input, for inputs too large for a full Jacobian. Either way the backward runs twice and the check
+ * fails if the two runs differ (a backward that reads stale state is caught that way).
+ *
+ * The check never skips silently: no input that needs a gradient, f32 inputs without allow_f32, or
+ * f failing, each make it fail with a message.
+ */
+#ifndef TG_GRADCHECK_H
+#define TG_GRADCHECK_H
+
+#include <stdio.h>
+#include "tg_tape.h"
+
+/* The function under check. It records on `tape` and returns its output (any shape), or NULL after
+   setting an error. It is called many times, on a tape reset between calls, and must compute the
+   same function each time (no hidden state). The inputs are the caller's leaves. */
+typedef tg_tensor *(*tg_fn)(tg_tape *tape, tg_tensor *const *inputs, void *ctx);
+
+typedef struct {
+    double eps;     /* finite-difference step */
+    double atol;    /* absolute tolerance */
+    double rtol;    /* relative tolerance */
+    int fast;       /* 1: random projections v^T J u instead of full Jacobians */
+    int allow_f32;  /* 1: accept f32 inputs (use tg_gradcheck_defaults_f32 for sizes that fit f32) */
+    uint64_t seed;  /* for the random u and v of fast mode */
+} tg_gradcheck_opts;
+
+typedef struct {
+    int passed;          /* 1 pass, 0 fail */
+    int input;           /* the input where the worst mismatch is; -1 when none */
+    int64_t index;       /* its flat element index; -1 in fast mode (a projection has no element) */
+    double analytic;     /* the two values there */
+    double numeric;      /* (for tg_gradcheck_ref's vs_ref report: the reference's value) */
+    double max_abs_err;  /* over every compared value */
+    double max_rel_err;  /* |a - n| / max(|n|, tiny), over every compared value */
+    char message[512];   /* one line, why it failed, or a summary when it passed */
+} tg_gradcheck_report;
+
+/* eps 1e-6, atol 1e-5, rtol 1e-3, full mode, f64 only, seed 0. */
+tg_gradcheck_opts tg_gradcheck_defaults(void);
+/* For f32 inputs: eps 1e-3, atol 1e-3, rtol 1e-2, allow_f32 = 1. */
+tg_gradcheck_opts tg_gradcheck_defaults_f32(void);
+
+/* Checks f's gradient with respect to every input that needs one (made with tg_param_new), at the
+   inputs' current values, which it restores. Inputs' gradients are left as they were. opts NULL
+   means tg_gradcheck_defaults(); report may be NULL. Returns 1 on pass, 0 on fail (including bad
+   arguments, which also set the thread's error). Uses its own tape. */
+int tg_gradcheck(tg_fn f, void *ctx, tg_tensor *const *inputs, int n_inputs,
+                 const tg_gradcheck_opts *opts, tg_gradcheck_report *report);
+
+/* A hand-derived backward: the gradients of sum(grad_out * f(inputs)) with respect to each input,
+   written into grads[i] (caller-allocated, input i's shape and dtype; overwrite, do not add).
+   grads[i] is NULL for inputs that need no gradient. */
+typedef tg_status (*tg_ref_fn)(tg_tensor *const *inputs, const tg_tensor *grad_out,
+                               tg_tensor *const *grads, void *ctx);
+
+/* tg_gradcheck, plus a comparison of the tape's gradients with ref's, for the same grad_out vectors
+   (one-hot in full mode, random in fast mode), with the same tolerances. vs_ref reports tape against
+   ref (its `numeric` field holds the reference's value), vs_numeric tape against finite
+   differences; either may be NULL. Returns 1 when both pass. */
+int tg_gradcheck_ref(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *inputs, int n_inputs,
+                     const tg_gradcheck_opts *opts, tg_gradcheck_report *vs_ref,
+                     tg_gradcheck_report *vs_numeric);
+
+/* Prints a report in a few readable lines. */
+void tg_gradcheck_print(const tg_gradcheck_report *report, FILE *out);
+
+#endif

@@ -1,0 +1,31 @@
+/* tapegrad: tensor files that NumPy and PyTorch read.
+ *
+ * .npy (NumPy's format, versions 1.0 and 2.0; little-endian f4/f8, C order) holds one tensor;
+ * safetensors (8-byte little-endian header length, a JSON header, raw little-endian data) holds a
+ * named set. Loading trusts nothing in the file: every size and offset is checked before use, and a
+ * file that fails a check is refused with TG_EFORMAT and a message saying what was found.
+ * Saving is atomic: a temporary file in the same directory is written, flushed, fsync'ed and renamed
+ * over the target, so a failure leaves the previous file as it was.
+ */
+#ifndef TG_IO_H
+#define TG_IO_H
+
+#include "tg_tensor.h"
+
+/* Writes t (f32 as '<f4', f64 as '<f8', C order) to path. TG_EINVAL (NULL), TG_EIO. */
+tg_status tg_save_npy(const char *path, tg_tensor *t);
+/* Reads a tensor the caller owns (no gradient). NULL with TG_EIO or TG_EFORMAT. */
+tg_tensor *tg_load_npy(const char *path);
+
+/* Writes n tensors under n distinct, non-empty names. The header's __metadata__ holds each tensor's
+   XXH3-64 (tg_tensor_hash, as 16 hex digits, key "xxh3:<name>"), checked on load. TG_EINVAL (NULL,
+   empty or duplicate name), TG_EIO. */
+tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors,
+                              int n);
+/* Loads every tensor; *names_out and *tensors_out are arrays of *n_out, in the file's data order,
+   freed with tg_safetensors_free. On failure the outputs are NULL/0. TG_EIO, TG_EFORMAT. */
+tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***tensors_out,
+                              int *n_out);
+void tg_safetensors_free(char **names, tg_tensor **tensors, int n);
+
+#endif

@@ -1,0 +1,73 @@
+/* tapegrad: the tape.
+ *
+ * Ops compute their output at once (eagerly) and, when any input needs a gradient, append a node
+ * {op, inputs, output, saved tensors, small arguments} to the tape they are given. tg_backward then
+ * walks the nodes once, last to first, and each node's vector-Jacobian product adds into the
+ * gradients of its inputs. The walk is a loop, not a recursion, so a sequence unrolled over
+ * thousands of steps cannot overflow the stack.
+ *
+ * Memory: the tape owns every op output and intermediate gradient, carved from an arena that
+ * tg_tape_reset empties in O(1) and keeps, so once a training loop is warm a step does no malloc per
+ * op. A training step reads:
+ *
+ *     tg_tape *tape = tg_tape_new();
+ *     for (step...) {
+ *         tg_tensor *loss = model(tape, params...);      // eager ops, recorded
+ *         tg_backward(tape, loss, NULL);                 // params' grads += dloss/dparam
+ *         ... update params from tg_tensor_grad, then tg_zero_grad each ...
+ *         tg_tape_reset(tape);                           // frees every op output at once
+ *     }
+ *     tg_tape_free(tape);
+ *
+ * A tape is not shared between threads; several threads may each use their own.
+ */
+#ifndef TG_TAPE_H
+#define TG_TAPE_H
+
+#include <stdio.h>
+#include "tg_tensor.h"
+
+typedef struct tg_tape tg_tape;
+
+/* Check flags for tg_tape_set_checks. */
+#define TG_CHECK_SAVED 1u     /* fingerprint saved tensors (XXH3-64); on by default */
+#define TG_CHECK_NONFINITE 2u /* fail the first op whose output or input gradient is NaN or Inf */
+
+/* A new, empty tape with TG_CHECK_SAVED on. NULL with TG_ENOMEM. Free with tg_tape_free. */
+tg_tape *tg_tape_new(void);
+/* Frees every op output and intermediate gradient of the recording and forgets its nodes; keeps
+   the arena for the next recording. Leaves and their gradients are untouched. */
+void tg_tape_reset(tg_tape *tape);
+/* tg_tape_reset, then frees the tape itself. NULL is ignored. */
+void tg_tape_free(tg_tape *tape);
+/* Replaces the check flags (an OR of TG_CHECK_*; 0 turns every check off, for speed).
+   TG_CHECK_SAVED catches a write through tg_tensor_data into a tensor that an op saved for its
+   backward, which would otherwise yield silently wrong gradients (PyTorch's version counter). */
+void tg_tape_set_checks(tg_tape *tape, unsigned flags);
+unsigned tg_tape_checks(const tg_tape *tape);
+/* Number of nodes recorded since the last reset. */
+int64_t tg_tape_size(const tg_tape *tape);
+
+/* Backpropagates from out, which must be an output of this tape's current recording or a parameter.
+   grad_out (out's dtype and shape) is dL/dout; NULL means out has one element and dL/dout = 1.
+   Adds dL/dp into the gradient of every parameter p that out depends on, and fills the gradients of
+   tensors passed to tg_retain_grad. A recording is backpropagated once: a second call, or a call
+   after tg_tape_reset, returns TG_ESTATE. Other failures: TG_EINVAL (NULL, out not from this tape or
+   depending on no parameter), TG_ESHAPE/TG_EDTYPE (grad_out does not match out), TG_EMODIFIED (a
+   saved tensor was written; the message names the op, its node index and the tensor's shape),
+   TG_ENONFINITE (with TG_CHECK_NONFINITE), TG_ENOMEM. After a failure, gradients are partial. */
+tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out);
+
+/* Keeps t's gradient (t an op output of this tape) readable through tg_tensor_grad after backward,
+   until the tape is reset, like PyTorch's retain_grad. A tensor that got no gradient reads as zeros.
+   TG_EINVAL when t is NULL, not from this tape or needs no gradient. */
+tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t);
+
+/* Lists the recording, one node a line: index, op, inputs (node indices, or "leaf"/"param" and a
+   shape), output shape and what was saved for backward. TG_EINVAL for NULL arguments, TG_EIO when
+   writing fails. */
+tg_status tg_tape_print(const tg_tape *tape, FILE *out);
+/* Writes the same graph as Graphviz DOT (render with `dot -Tpng`). Errors as tg_tape_print. */
+tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out);
+
+#endif

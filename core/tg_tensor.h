@@ -1,0 +1,63 @@
+/* tapegrad: tensors.
+ *
+ * A tensor is an n-d array (0 to 8 dims) of f32 or f64 in contiguous row-major storage aligned to
+ * 64 bytes. Who owns it decides who frees it:
+ *   - leaves, made here by the caller (tg_tensor_new, tg_param_new, ...), are the caller's and are
+ *     freed with tg_tensor_free;
+ *   - the outputs of ops belong to the tape that recorded them and die with tg_tape_reset or
+ *     tg_tape_free (tg_tensor_free on one does nothing).
+ * A parameter (tg_param_new) has a gradient buffer of its own shape; backward adds into it and only
+ * tg_zero_grad clears it, so gradients of several backward passes sum, as in PyTorch.
+ */
+#ifndef TG_TENSOR_H
+#define TG_TENSOR_H
+
+#include <stdint.h>
+#include "tg_error.h"
+
+#define TG_MAX_DIMS 8
+
+typedef enum { TG_F32, TG_F64 } tg_dtype;
+typedef struct tg_tensor tg_tensor;
+
+/* A zero-filled tensor without a gradient. shape has ndim entries, each >= 0 (0 makes an empty
+   tensor); shape may be NULL when ndim is 0. NULL with TG_EINVAL (bad dtype or ndim), TG_ESHAPE
+   (negative dim) or TG_ENOMEM (out of memory, or the byte count overflows). */
+tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape);
+/* As tg_tensor_new, plus a zeroed gradient: a leaf that backward accumulates into. */
+tg_tensor *tg_param_new(tg_dtype dtype, int ndim, const int64_t *shape);
+/* As tg_tensor_new, then copies numel elements of the given dtype from data (may be NULL if numel
+   is 0). */
+tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const void *data);
+/* A caller-owned copy of t's dtype, shape and data, with no gradient. NULL (t NULL) keeps the
+   first error. */
+tg_tensor *tg_tensor_clone(const tg_tensor *t);
+/* Frees a caller-owned tensor and its gradient. NULL and tape-owned tensors are ignored. */
+void tg_tensor_free(tg_tensor *t);
+
+tg_dtype tg_tensor_dtype(const tg_tensor *t);
+int tg_tensor_ndim(const tg_tensor *t);
+/* ndim entries, owned by t. */
+const int64_t *tg_tensor_shape(const tg_tensor *t);
+int64_t tg_tensor_numel(const tg_tensor *t);
+/* float * (TG_F32) or double * (TG_F64), numel elements, row-major; owned by t. */
+void *tg_tensor_data(tg_tensor *t);
+/* Same layout as the data. A parameter's gradient; after backward, also that of a tensor passed to
+   tg_retain_grad. NULL for every other tensor. */
+void *tg_tensor_grad(tg_tensor *t);
+/* 1 when backward writes a gradient for t (a parameter or an op output that depends on one). */
+int tg_tensor_requires_grad(const tg_tensor *t);
+/* Sets a parameter's gradient to zero; does nothing to other tensors. */
+void tg_zero_grad(tg_tensor *t);
+/* XXH3-64 of dtype, shape and data: equal tensors hash equal, whatever their owner. 0 for NULL. */
+uint64_t tg_tensor_hash(const tg_tensor *t);
+/* Element i (flat, row-major) as a double; NaN when t is NULL or i out of range. For tests and
+   printing, not for loops. */
+double tg_tensor_get(const tg_tensor *t, int64_t i);
+/* Writes element i; TG_EINVAL when t is NULL or i is out of range. */
+tg_status tg_tensor_set(tg_tensor *t, int64_t i, double value);
+/* Fills t with uniform values in [lo, hi) from a xoshiro256** stream seeded by *seed, and advances
+   *seed so successive calls draw different values. Deterministic across machines. */
+tg_status tg_tensor_fill_uniform(tg_tensor *t, double lo, double hi, uint64_t *seed);
+
+#endif

@@ -1,0 +1,27 @@
+/* Helpers shared by the test files. */
+#ifndef TG_TESTUTIL_H
+#define TG_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <string.h>
+#include "tapegrad.h"
+#include "tg_internal.h"
+
+/* A caller-owned tensor (param when param is set) of the given shape, uniform in [-1, 1) from seed. */
+tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int64_t *shape);
+#define TT_SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define TT_NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+/* tt_rand with the shape written inline: TT_RAND(TG_F64, 1, 7, 2, 3) is a (2,3) param. */
+#define TT_RAND(dtype, param, seed, ...) tt_rand(dtype, param, seed, TT_NDIM(__VA_ARGS__), TT_SHAPE(__VA_ARGS__))
+
+/* Asserts the thread's error is `status` and its message contains `needle`, then clears it. */
+#define tt_expect_error(status, needle)                                                            \
+    do {                                                                                           \
+        cr_expect_eq(tg_last_status(), (status), "status %s, want %s; message: %s",              \
+                     tg_status_name(tg_last_status()), tg_status_name(status), tg_last_error());  \
+        cr_expect(strstr(tg_last_error(), (needle)) != NULL, "message \"%s\" lacks \"%s\"",       \
+                  tg_last_error(), (needle));                                                      \
+        tg_clear_error();                                                                          \
+    } while (0)
+
+#endif
