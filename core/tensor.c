@@ -90,8 +90,8 @@ tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const 
     tg_tensor *t = new_leaf("tg_tensor_from", dtype, ndim, shape, 0);
     if (!t) return NULL;
     if (t->numel && !data) {
-        tg_tensor_free(t);
         tg__fail(TG_EINVAL, "tg_tensor_from: data is NULL for %lld elements", (long long)t->numel);
+        tg_tensor_free(t);
         return NULL;
     }
     if (t->numel) memcpy(t->data, data, (size_t)t->numel * tg__dsize(dtype));

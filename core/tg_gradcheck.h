@@ -2,14 +2,25 @@
  *
  * tg_gradcheck compares the tape's gradients of a function with central finite differences, with
  * torch.autograd.gradcheck's semantics: in f64, eps 1e-6, and an element passes when
- *     |analytic - numeric| <= atol + rtol * |numeric|     (atol 1e-5, rtol 1e-3).
+ *     |analytic - numeric| <= atol + rtol * |numeric|     (atol 1e-5, rtol 1e-3),
+ * with numeric = (f(x + eps) - f(x - eps)) / (2 eps). A NaN or Inf on either side fails.
  * Full mode compares whole Jacobians: one backward per output element, two evaluations of f per
  * input element. Fast mode (PyTorch's fast_mode) compares v^T J u for random u and v, one number per
- * input, for inputs too large for a full Jacobian. Either way the backward runs twice and the check
- * fails if the two runs differ (a backward that reads stale state is caught that way).
+ * input, for inputs too large for a full Jacobian: two backward passes and two evaluations of f per
+ * input. Either way the backward runs twice for each grad_out, on two recordings, and the check
+ * fails if the two runs differ at all (a backward that reads stale state is caught that way).
  *
  * The check never skips silently: no input that needs a gradient, f32 inputs without allow_f32, or
  * f failing, each make it fail with a message.
+ *
+ * A failed comparison is a result, not an error: the check returns 0, says where in the report and
+ * leaves the thread's error alone. A check that cannot run returns 0 and sets the thread's error
+ * (the report's message says the same): TG_EINVAL for a NULL f, inputs or ref, n_inputs < 1, a NULL
+ * input (an earlier failure's error is kept), eps <= 0 or tolerances < 0 or not finite, no input that
+ * needs a gradient, an input that needs one but is an op output, or f returning NULL without an
+ * error; TG_EDTYPE for f32 inputs without allow_f32; TG_ESHAPE when f's output changes dtype or
+ * shape between calls; TG_ENOMEM. When f or tg_backward fail, their status and message are kept
+ * (the report adds which call failed); a reference that fails sets the status it returned.
  */
 #ifndef TG_GRADCHECK_H
 #define TG_GRADCHECK_H
@@ -19,7 +30,8 @@
 
 /* The function under check. It records on `tape` and returns its output (any shape), or NULL after
    setting an error. It is called many times, on a tape reset between calls, and must compute the
-   same function each time (no hidden state). The inputs are the caller's leaves. */
+   same function each time (no hidden state). The inputs are the caller's leaves, perturbed in place
+   for the finite differences (so f may also reach them through ctx). */
 typedef tg_tensor *(*tg_fn)(tg_tape *tape, tg_tensor *const *inputs, void *ctx);
 
 typedef struct {
@@ -33,14 +45,18 @@ typedef struct {
 
 typedef struct {
     int passed;          /* 1 pass, 0 fail */
-    int input;           /* the input where the worst mismatch is; -1 when none */
-    int64_t index;       /* its flat element index; -1 in fast mode (a projection has no element) */
-    double analytic;     /* the two values there */
+    int input;           /* the input where the worst mismatch is; -1 when no value was compared */
+    int64_t index;       /* its flat element index; -1 for fast mode's projections (v^T J u has no
+                            element; fast mode's reentrancy and reference comparisons are per element) */
+    double analytic;     /* the two values there (a failed reentrancy check: the two backward runs') */
     double numeric;      /* (for tg_gradcheck_ref's vs_ref report: the reference's value) */
-    double max_abs_err;  /* over every compared value */
-    double max_rel_err;  /* |a - n| / max(|n|, tiny), over every compared value */
+    double max_abs_err;  /* over every compared value; NaN if any difference is NaN */
+    double max_rel_err;  /* |a - n| / max(|n|, 1e-12), over every compared value (the floor keeps an
+                            exactly zero derivative from turning roundoff into infinity) */
     char message[512];   /* one line, why it failed, or a summary when it passed */
 } tg_gradcheck_report;
+/* The worst entry is the one with the largest |a - n| - (atol + rtol |n|): on failure, the one most
+   out of tolerance; on a pass, the one nearest to it in absolute terms. */
 
 /* eps 1e-6, atol 1e-5, rtol 1e-3, full mode, f64 only, seed 0. */
 tg_gradcheck_opts tg_gradcheck_defaults(void);
@@ -56,7 +72,8 @@ int tg_gradcheck(tg_fn f, void *ctx, tg_tensor *const *inputs, int n_inputs,
 
 /* A hand-derived backward: the gradients of sum(grad_out * f(inputs)) with respect to each input,
    written into grads[i] (caller-allocated, input i's shape and dtype; overwrite, do not add).
-   grads[i] is NULL for inputs that need no gradient. */
+   grads[i] is NULL for inputs that need no gradient. The check fills grads with NaN before each call,
+   so an element the reference forgets to write fails. A status other than TG_OK stops the check. */
 typedef tg_status (*tg_ref_fn)(tg_tensor *const *inputs, const tg_tensor *grad_out,
                                tg_tensor *const *grads, void *ctx);
 
@@ -68,7 +85,8 @@ int tg_gradcheck_ref(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *inputs
                      const tg_gradcheck_opts *opts, tg_gradcheck_report *vs_ref,
                      tg_gradcheck_report *vs_numeric);
 
-/* Prints a report in a few readable lines. */
+/* Prints a report in a few readable lines: PASS or FAIL, the worst input and element with both
+   values, the maximum errors and the message. NULL report or out prints nothing. */
 void tg_gradcheck_print(const tg_gradcheck_report *report, FILE *out);
 
 #endif

@@ -1,0 +1,296 @@
+/* The tape: what it records, the reverse walk, its checks and its errors. */
+#include <math.h>
+#include <stdlib.h>
+#include "tg_testutil.h"
+
+/* L = sum(tanh(x @ W + b)) on tape, the seed's cell without the recurrence. */
+static tg_tensor *layer_loss(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b) {
+    return tg_sum(tape, tg_tanh(tape, tg_add(tape, tg_matmul(tape, x, W), b)));
+}
+
+Test(tape, ops_on_constants_record_nothing) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 2, 3);
+    tg_tensor *y = tg_tanh(tape, x);
+    cr_assert(y);
+    cr_expect_eq(tg_tape_size(tape), 0);
+    cr_expect_eq(tg_tensor_requires_grad(y), 0);
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_backward: out () depends on no parameter");
+    tg_tape_free(tape);
+    tg_tensor_free(x);
+}
+
+Test(tape, a_leaf_used_twice_sums_its_contributions_and_passes_accumulate) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 2, 3);
+    /* L = sum(p * p) + sum(p): dL/dp = 2p + 1 */
+    tg_tensor *L = tg_add(tape, tg_sum(tape, tg_mul(tape, p, p)), tg_sum(tape, p));
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    double *g = tg_tensor_grad(p), *v = tg_tensor_data(p);
+    for (int i = 0; i < 3; i++) cr_expect_float_eq(g[i], 2 * v[i] + 1, 1e-15);
+    tg_tape_reset(tape);
+    L = tg_sum(tape, p);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK);
+    for (int i = 0; i < 3; i++) cr_expect_float_eq(g[i], 2 * v[i] + 2, 1e-15, "a second pass adds");
+    tg_zero_grad(p);
+    for (int i = 0; i < 3; i++) cr_expect_eq(g[i], 0.0);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, grad_out_seeds_the_walk) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 4, 2, 2);
+    tg_tensor *y = tg_scale(tape, p, 3.0);
+    double go[4] = {1, 2, 3, 4};
+    tg_tensor *g = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 2), go);
+    cr_assert_eq(tg_backward(tape, y, g), TG_OK);
+    for (int i = 0; i < 4; i++) cr_expect_eq(((double *)tg_tensor_grad(p))[i], 3 * go[i]);
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(g);
+}
+
+Test(tape, backward_from_a_parameter_adds_grad_out) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = tg_param_new(TG_F64, 0, NULL);
+    cr_expect_eq(tg_backward(tape, p, NULL), TG_OK);
+    cr_expect_eq(((double *)tg_tensor_grad(p))[0], 1.0);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, detach_stops_the_gradient) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 5, 3);
+    /* L = sum(p * detach(p)): dL/dp = detach(p) = p, not 2p */
+    tg_tensor *d = tg_detach(tape, p);
+    cr_expect_eq(tg_tensor_requires_grad(d), 0);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_mul(tape, p, d)), NULL), TG_OK);
+    for (int i = 0; i < 3; i++) cr_expect_eq(((double *)tg_tensor_grad(p))[i], tg_tensor_get(p, i));
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, backward_twice_or_after_reset_is_refused) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    tg_tensor *L = layer_loss(tape, x, W, b);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_backward: this recording was already backpropagated (4 nodes)");
+    tg_tape_reset(tape);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_backward: the tape was reset since out was recorded");
+    /* and an op output from before the reset cannot feed the new recording */
+    tg_tape_reset(tape);
+    tg_tensor *h = tg_tanh(tape, W);
+    tg_tape_reset(tape);
+    cr_expect_null(tg_tanh(tape, h));
+    tt_expect_error(TG_ESTATE, "tg_tanh: x belongs to a recording that tg_tape_reset ended");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, tensors_of_another_tape_are_refused) {
+    tg_tape *t1 = tg_tape_new(), *t2 = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2);
+    tg_tensor *y = tg_tanh(t1, p);
+    cr_expect_null(tg_add(t2, p, y));
+    tt_expect_error(TG_EINVAL, "tg_add: b was recorded on another tape");
+    cr_expect_eq(tg_backward(t2, tg_sum(t1, y), NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_backward: out was recorded on another tape");
+    tg_tape_free(t1), tg_tape_free(t2);
+    tg_tensor_free(p);
+}
+
+Test(tape, a_modified_saved_tensor_fails_backward) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    tg_tensor *L = layer_loss(tape, x, W, b);
+    ((double *)tg_tensor_data(W))[1] += 0.5; /* an SGD step before backward: a classic mistake */
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "tensor of shape (3,2) that matmul (node 0) saved for backward was modified");
+    /* tanh saves its output: writing through an op output is caught too */
+    tg_tape_reset(tape);
+    tg_tensor *h = tg_tanh(tape, W);
+    L = tg_sum(tape, h);
+    ((double *)tg_tensor_data(h))[0] = 0;
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "tanh (node 0)");
+    /* with the checks off the write goes unnoticed, which is what the switch is for */
+    tg_tape_reset(tape);
+    tg_tape_set_checks(tape, 0);
+    cr_expect_eq(tg_tape_checks(tape), 0u);
+    L = layer_loss(tape, x, W, b);
+    ((double *)tg_tensor_data(W))[1] += 0.5;
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK);
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, bad_backward_arguments) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
+    tg_tensor *y = tg_tanh(tape, p);
+    tg_clear_error();
+    cr_expect_eq(tg_backward(NULL, y, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_backward: tape is NULL");
+    cr_expect_eq(tg_backward(tape, NULL, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_backward: out is NULL");
+    cr_expect_eq(tg_backward(tape, y, NULL), TG_ESHAPE);
+    tt_expect_error(TG_ESHAPE, "grad_out is NULL but out (2,3) has 6 elements, not 1");
+    tg_tensor *g = tg_tensor_new(TG_F64, 2, TT_SHAPE(3, 2)), *g32 = tg_tensor_new(TG_F32, 2, TT_SHAPE(2, 3));
+    cr_expect_eq(tg_backward(tape, y, g), TG_ESHAPE);
+    tt_expect_error(TG_ESHAPE, "grad_out (3,2) does not match out (2,3)");
+    cr_expect_eq(tg_backward(tape, y, g32), TG_EDTYPE);
+    tt_expect_error(TG_EDTYPE, "grad_out is f32, out is f64");
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(g), tg_tensor_free(g32);
+}
+
+Test(tape, null_inputs_chain_and_keep_the_first_message) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 5, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    tg_clear_error();
+    tg_tensor *L = layer_loss(tape, x, W, b);
+    cr_expect_null(L);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_ESHAPE);
+    tt_expect_error(TG_ESHAPE, "tg_matmul: inner dimensions differ: (4,3) @ (5,2)");
+    cr_expect_null(tg_tanh(tape, NULL));
+    tt_expect_error(TG_EINVAL, "tg_tanh: x is NULL");
+    cr_expect_null(tg_tanh(NULL, x));
+    tt_expect_error(TG_EINVAL, "tg_tanh: tape is NULL");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, retain_grad_keeps_an_intermediate_gradient) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
+    tg_tensor *h = tg_tanh(tape, p), *u = tg_tanh(tape, p);
+    tg_tensor *y = tg_scale(tape, h, 2.0);
+    cr_assert_eq(tg_retain_grad(tape, h), TG_OK);
+    cr_assert_eq(tg_retain_grad(tape, u), TG_OK);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_OK);
+    cr_assert(tg_tensor_grad(h));
+    for (int i = 0; i < 6; i++) cr_expect_eq(((double *)tg_tensor_grad(h))[i], 2.0);
+    for (int i = 0; i < 6; i++) cr_expect_eq(((double *)tg_tensor_grad(u))[i], 0.0, "no gradient reads as zeros");
+    cr_expect_null(tg_tensor_grad(y), "not retained: gone after backward");
+    tg_tensor *c = tg_tensor_new(TG_F64, 1, TT_SHAPE(2));
+    cr_expect_eq(tg_retain_grad(tape, c), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_retain_grad: t is not an output of this tape's current recording");
+    cr_expect_eq(tg_retain_grad(tape, tg_detach(tape, h)), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "depends on no parameter");
+    cr_expect_eq(tg_retain_grad(tape, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_retain_grad: t is NULL");
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(c);
+}
+
+Test(tape, print_and_dot_show_the_recording) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    cr_assert(layer_loss(tape, x, W, b));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_print(tape, f), TG_OK);
+    fclose(f);
+    cr_expect(strstr(buf, "tape: 4 nodes"), "%s", buf);
+    cr_expect(strstr(buf, "%0    matmul     (leaf(4,3), param(3,2)) -> (4,2)  saved: (4,3) (3,2)"), "%s", buf);
+    cr_expect(strstr(buf, "%1    add        (%0, param(2,)) -> (4,2)"), "%s", buf);
+    cr_expect(strstr(buf, "%3    sum        (%2) -> ()"), "%s", buf);
+    free(buf);
+    f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_write_dot(tape, f), TG_OK);
+    fclose(f);
+    cr_expect(strstr(buf, "digraph tape {"), "%s", buf);
+    cr_expect(strstr(buf, "n0 -> n1;"), "%s", buf);
+    cr_expect(strstr(buf, "label=\"%2 tanh\\n(4,2)\""), "%s", buf);
+    cr_expect(strstr(buf, "label=\"param(3,2)\""), "%s", buf);
+    free(buf);
+    cr_expect_eq(tg_tape_print(NULL, stdout), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tape_print: tape is NULL");
+    cr_expect_eq(tg_tape_write_dot(tape, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tape_write_dot: out is NULL");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, nonfinite_check_names_the_op_in_forward) {
+    tg_tape *tape = tg_tape_new();
+    tg_tape_set_checks(tape, TG_CHECK_SAVED | TG_CHECK_NONFINITE);
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3), *q = TT_RAND(TG_F64, 1, 2, 3);
+    ((double *)tg_tensor_data(q))[1] = INFINITY;
+    tg_tensor *h = tg_tanh(tape, p); /* node 0 */
+    cr_assert(h);
+    cr_expect_null(tg_sub(tape, tg_add(tape, h, q), q)); /* add: inf, at node 1 */
+    tt_expect_error(TG_ENONFINITE, "add: non-finite output in forward at node 1 (inputs (2,3), (3,))");
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(q);
+}
+
+Test(tape, nonfinite_check_names_the_op_in_backward) {
+    tg_tape *tape = tg_tape_new();
+    tg_tape_set_checks(tape, TG_CHECK_NONFINITE);
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3), *big = TT_RAND(TG_F64, 0, 2, 2, 3);
+    ((double *)tg_tensor_data(big))[4] = 1e300;
+    /* forward finite (about 1e300), but dL/dtanh = dL/dy * big = 1e300 * 1e300 overflows in mul's backward */
+    tg_tensor *y = tg_mul(tape, tg_tanh(tape, p), big); /* tanh node 0, mul node 1 */
+    tg_tensor *L = tg_sum(tape, y);
+    cr_assert(L, "%s", tg_last_error());
+    tg_tensor *g = tg_tensor_new(TG_F64, 0, NULL);
+    tg_tensor_set(g, 0, 1e300);
+    cr_expect_eq(tg_backward(tape, L, g), TG_ENONFINITE);
+    tt_expect_error(TG_ENONFINITE, "mul: non-finite gradient in backward at node 1, for input 0 (inputs (2,3), (2,3))");
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(big), tg_tensor_free(g);
+}
+
+Test(tape, a_warm_tape_does_no_malloc_per_op) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F32, 0, 1, 64, 32), *W = TT_RAND(TG_F32, 1, 2, 32, 32), *b = TT_RAND(TG_F32, 1, 3, 32);
+    for (int step = 0; step < 3; step++) {
+        tg__alloc_fail_at(0); /* resets the count */
+        tg_tensor *h = x;
+        for (int i = 0; i < 200; i++) h = tg_tanh(tape, tg_add(tape, tg_matmul(tape, h, W), b));
+        cr_assert_eq(tg_backward(tape, tg_sum(tape, h), NULL), TG_OK, "%s", tg_last_error());
+        tg_tape_reset(tape);
+        if (step == 2) cr_expect_eq(tg__alloc_count(), 0, "step %d made %lld allocations", step,
+                                    (long long)tg__alloc_count());
+    }
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, allocation_failures_report_enomem_and_leak_nothing) {
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    tg_tensor *xs[3] = {x, W, b};
+    (void)xs;
+    for (int64_t k = 1;; k++) {
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *L = tape ? layer_loss(tape, x, W, b) : NULL;
+        tg_status st = tape ? tg_backward(tape, L, NULL) : TG_ENOMEM;
+        tg__alloc_fail_at(0);
+        tg_tape_free(tape);
+        if (st == TG_OK) break;
+        cr_expect_eq(st, TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+        cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld", (long long)k);
+        cr_assert(k < 100);
+    }
+    tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, a_long_chain_backpropagates_without_recursion) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 1);
+    tg_tensor *h = p;
+    for (int i = 0; i < 200000; i++) h = tg_scale(tape, h, 1.0);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, h), NULL), TG_OK);
+    cr_expect_eq(((double *)tg_tensor_grad(p))[0], 1.0);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
