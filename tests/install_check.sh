@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the build into a scratch prefix and builds an outside program against it with pkg-config,
+# as a user would: `cc app.c $(pkg-config --cflags --libs tapegrad)`. Arguments: build dir, source dir.
+set -eu
+build=$1 src=$2
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+meson install -C "$build" --destdir "$dest" --quiet >/dev/null
+pcfile=$(find "$dest" -name tapegrad.pc | head -n 1)
+[ -n "$pcfile" ] || { echo "install_check: no tapegrad.pc was installed"; exit 1; }
+# The .pc names the prefix it was configured for; point a copy of it at the scratch install.
+prefix=$(sed -n 's/^prefix=//p' "$pcfile")
+mkdir "$dest/pc"
+sed "s|^prefix=.*|prefix=$dest$prefix|" "$pcfile" > "$dest/pc/tapegrad.pc"
+export PKG_CONFIG_PATH="$dest/pc"
+flags=$(pkg-config --cflags --libs tapegrad)
+cc -std=c11 -Wall -Wextra -Werror -pedantic -o "$dest/app" "$src/tests/outside/app.c" "$src/tests/outside/api_contract.c" $flags
+libdir=$(pkg-config --variable=libdir tapegrad)
+LD_LIBRARY_PATH="$libdir" "$dest/app"
+echo "install_check: built and ran an outside program against the installed library"

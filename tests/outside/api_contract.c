@@ -1,0 +1,97 @@
+/* The API contracts of the issues, redeclared exactly as written there: a compatible redeclaration
+   compiles, a changed signature does not. Built by the install check, against the installed headers. */
+#include <tapegrad.h>
+
+/* issue: core */
+typedef struct tg_tensor tg_tensor;
+typedef struct tg_tape tg_tape;
+
+tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape); /* zeros, no gradient */
+tg_tensor *tg_param_new(tg_dtype dtype, int ndim, const int64_t *shape);  /* zeros, has a gradient */
+void       tg_tensor_free(tg_tensor *t);
+tg_dtype   tg_tensor_dtype(const tg_tensor *t);
+int        tg_tensor_ndim(const tg_tensor *t);
+const int64_t *tg_tensor_shape(const tg_tensor *t);
+int64_t    tg_tensor_numel(const tg_tensor *t);
+void      *tg_tensor_data(tg_tensor *t);   /* float * or double *, row-major */
+void      *tg_tensor_grad(tg_tensor *t);   /* same layout; NULL when it has no gradient */
+void       tg_zero_grad(tg_tensor *t);
+uint64_t   tg_tensor_hash(const tg_tensor *t); /* XXH3-64 of dtype, shape and data */
+
+tg_tape   *tg_tape_new(void);
+void       tg_tape_reset(tg_tape *tape);
+void       tg_tape_free(tg_tape *tape);
+#define    TG_CHECK_SAVED 1u  /* fingerprint saved tensors; on by default */
+void       tg_tape_set_checks(tg_tape *tape, unsigned flags); /* 0: no checks */
+tg_status  tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out); /* NULL: out is one element, seeded with 1 */
+
+tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_slice(tg_tape *tape, tg_tensor *x, int axis, int64_t start, int64_t stop);
+tg_tensor *tg_select(tg_tape *tape, tg_tensor *x, int axis, int64_t index);
+tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis);
+tg_tensor *tg_sum(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x);
+
+tg_status   tg_last_status(void);
+const char *tg_last_error(void);
+void        tg_clear_error(void);
+
+typedef tg_tensor *(*tg_fn)(tg_tape *tape, tg_tensor *const *inputs, void *ctx);
+tg_gradcheck_opts tg_gradcheck_defaults(void);
+int  tg_gradcheck(tg_fn f, void *ctx, tg_tensor *const *inputs, int n_inputs,
+                  const tg_gradcheck_opts *opts, tg_gradcheck_report *report); /* 1 pass, 0 fail */
+void tg_gradcheck_print(const tg_gradcheck_report *report, FILE *out);
+
+/* issue: RNN and TimeRNN */
+tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev,
+                       tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
+typedef struct tg_time_rnn tg_time_rnn;
+tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful); /* borrows params */
+void         tg_time_rnn_free(tg_time_rnn *layer);
+tg_tensor   *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs); /* (N,T,D) -> (N,T,H) */
+tg_status    tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h);        /* copies (N,H) */
+void         tg_time_rnn_reset_state(tg_time_rnn *layer);
+tg_tensor   *tg_time_rnn_dh(tg_time_rnn *layer); /* (N,H) gradient of the initial state, after backward */
+tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b,
+                          tg_tensor *dhs, tg_tensor *hs, tg_tensor *dxs, tg_tensor *dWx,
+                          tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0);
+typedef tg_status (*tg_ref_fn)(tg_tensor *const *inputs, const tg_tensor *grad_out,
+                               tg_tensor *const *grads, void *ctx);
+int tg_gradcheck_ref(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *inputs, int n_inputs,
+                     const tg_gradcheck_opts *opts, tg_gradcheck_report *vs_ref,
+                     tg_gradcheck_report *vs_numeric); /* 1 when both pass */
+tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t);
+tg_status tg_tape_print(const tg_tape *tape, FILE *out);
+tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out);
+
+/* issue: custom ops and files */
+tg_tensor *tg_custom(tg_tape *tape, const tg_op_def *op, tg_tensor *const *inputs, int n_inputs,
+                     void *user);
+tg_status tg_save_npy(const char *path, tg_tensor *t);
+tg_tensor *tg_load_npy(const char *path);                       /* caller owns; NULL on error */
+tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors, int n);
+tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***tensors_out, int *n_out);
+void      tg_safetensors_free(char **names, tg_tensor **tensors, int n);
+#define TG_CHECK_NONFINITE 2u
+
+/* Types that cannot be redeclared are checked member by member and value by value. */
+_Static_assert(TG_F32 == 0 && TG_F64 == 1, "tg_dtype");
+_Static_assert(TG_OK == 0 && TG_EINVAL == 1 && TG_ESHAPE == 2 && TG_EDTYPE == 3 && TG_ENOMEM == 4 &&
+               TG_ESTATE == 5 && TG_EMODIFIED == 6 && TG_EIO == 7 && TG_EFORMAT == 8 && TG_ENONFINITE == 9,
+               "tg_status");
+static const tg_gradcheck_opts opts = {.eps = 1, .atol = 1, .rtol = 1, .fast = 1, .allow_f32 = 1, .seed = 1};
+static const tg_gradcheck_report report = {.passed = 1, .input = 1, .index = (int64_t)1, .analytic = 1.0,
+                                           .numeric = 1.0, .max_abs_err = 1.0, .max_rel_err = 1.0,
+                                           .message = "m"};
+_Static_assert(sizeof report.message == 512, "report.message");
+static tg_status s_shape(tg_tensor *const *i, int n, void *u, int *nd, int64_t *s) { (void)i, (void)n, (void)u, (void)nd, (void)s; return TG_OK; }
+static tg_status s_fwd(tg_tensor *const *i, int n, tg_tensor *o, void *u) { (void)i, (void)n, (void)o, (void)u; return TG_OK; }
+static tg_status s_bwd(tg_tensor *const *i, int n, tg_tensor *o, tg_tensor *g, void *const *gr, void *u) {
+    (void)i, (void)n, (void)o, (void)g, (void)gr, (void)u;
+    return TG_OK;
+}
+static const tg_op_def def = {.name = "x", .shape = s_shape, .forward = s_fwd, .backward = s_bwd};
+
+int api_contract_used(void) { return opts.fast + report.passed + (def.name != 0); }
