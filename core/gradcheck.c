@@ -30,8 +30,9 @@ tg_gradcheck_opts tg_gradcheck_defaults_f32(void) {
 
 /* ---- comparing values ---- */
 
-/* Every compared pair passes through one accumulator: the worst entry is the one that exceeds its
-   tolerance the most (or comes closest to it, when all pass). */
+/* Every compared pair passes through one accumulator: the worst entry is the one with the largest
+   err / tol, the one that most exceeds its tolerance or, when all pass, comes nearest to it (a ratio
+   rather than a difference, so that exact zeros never rank above a real small error). */
 typedef struct {
     int64_t count, n_bad;
     int input;          /* worst entry: input index, element (-1: a projection), output element */
@@ -55,7 +56,7 @@ static void acc_add(acc *c, const tg_gradcheck_opts *o, double a, double n, int 
     /* Written so that NaN or Inf on either side fails: comparisons with NaN are false, and an Inf
        numeric value would make the tolerance infinite. */
     int bad = !(isfinite(a) && isfinite(n) && err <= tol);
-    double excess = bad && !(err > tol) ? INFINITY : err - tol;
+    double excess = bad && !(err > tol) ? INFINITY : err / tol;
     c->count++;
     c->n_bad += bad;
     if (!isnan(c->max_abs) && (isnan(err) || err > c->max_abs)) c->max_abs = err;
