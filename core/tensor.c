@@ -39,12 +39,19 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
     if (ndim > 0 && !shape) return tg__fail(TG_EINVAL, "%s: shape is NULL for ndim %d", fn, ndim);
     int64_t n = 1, limit = (int64_t)((SIZE_MAX / 2 < (uint64_t)INT64_MAX ? SIZE_MAX / 2 : INT64_MAX) /
                                      tg__dsize(dtype));
-    for (int i = 0; i < ndim; i++)
+    int empty = 0;
+    for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return tg__fail(TG_ESHAPE, "%s: negative dimension %lld in shape %s", fn, (long long)shape[i],
                             tg__shape_str(ndim, shape, buf));
+        empty |= shape[i] == 0;
+    }
+    /* An empty tensor is valid whatever its other dims: (2^40, 2^40, 0) holds nothing. */
+    if (empty) {
+        *numel = 0;
+        return TG_OK;
+    }
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] == 0) { n = 0; break; }
         if (n > limit / shape[i])
             return tg__fail(TG_ENOMEM, "%s: shape %s has too many elements to address", fn,
                             tg__shape_str(ndim, shape, buf));

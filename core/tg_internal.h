@@ -72,6 +72,9 @@ void *tg__calloc(size_t size);
 void tg__free(void *p);
 void tg__alloc_fail_at(int64_t k);
 int64_t tg__alloc_count(void);
+/* file IO (core/io.c): a test build makes the k-th low-level write step of a save (write, flush, fsync,
+   close, rename) fail with EIO (0: never), to prove a failed save leaves the old file and no temp file. */
+void tg__io_fail_write_at(int64_t k);
 
 static inline size_t tg__dsize(tg_dtype dtype) { return dtype == TG_F32 ? sizeof(float) : sizeof(double); }
 /* numel of a shape into *numel; TG_ESHAPE for a negative dim, TG_ENOMEM when bytes overflow.

@@ -10,31 +10,62 @@
 
 #include "tg_ops.h"
 
-/* One step: (N,D), (N,H), (D,H), (H,H), (H,) -> (N,H). Errors as any op; shapes are checked with a
-   message in the RNN's own terms. */
+/* One step: x (N,D), h_prev (N,H), Wx (D,H), Wh (H,H), b (H,) -> h_next (N,H), recorded on tape as
+   matmul, matmul, add, add (b broadcast over rows), tanh. Errors as any op (NULL and the thread's
+   error; a NULL input keeps an earlier failure's message), with shapes checked first so that the
+   message speaks the RNN's letters: "tg_rnn_cell: x is (4,5) but Wx is (3,2): want x (N,D) with
+   D = 3". TG_EDTYPE when the five are not of one dtype. */
 tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev,
                        tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
 
 typedef struct tg_time_rnn tg_time_rnn;
 /* An RNN unrolled over T steps. Borrows Wx (D,H), Wh (H,H) and b (H,): they must outlive the layer,
-   and updates to them are seen by the next forward. stateful: the last hidden state of a forward is
-   kept (as a constant: truncated BPTT) and starts the next forward; otherwise every forward starts
-   from zeros (or from tg_time_rnn_set_state's h). NULL with TG_EINVAL/TG_ESHAPE/TG_ENOMEM. */
+   and updates to them are seen by the next forward (parameters or constants both work).
+   The initial state h0 of a forward is, in order: the state kept by set_state or by the last
+   stateful forward, else zeros (the seed's np.zeros).
+     stateful:     each forward keeps a copy of its last h_T as the state of the next one. It enters
+                   that forward as a constant: no gradient crosses back into the previous call, which
+                   is truncated BPTT. reset_state forgets it (at the start of each epoch, say).
+     not stateful: forward never changes the state; set_state's h starts every forward until
+                   reset_state (the seed ignores set_state here; a decoder handed its encoder's state
+                   is the use).
+   The layer owns, beside the state, an (N,H) parameter leaf whose data is always zero: h0 is that
+   leaf (plus the state when there is one), so backward leaves dL/dh0 in its gradient, which
+   tg_time_rnn_dh reads. It is not one of the model's parameters (an optimizer never sees it).
+   NULL with TG_EINVAL (a NULL argument), TG_ESHAPE (Wx not 2-d, Wh not (H,H), b not (H,)),
+   TG_EDTYPE (not one dtype) or TG_ENOMEM. */
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
 void tg_time_rnn_free(tg_time_rnn *layer);
-/* (N,T,D) -> (N,T,H), recorded on tape. */
+/* xs (N,T,D) -> hs (N,T,H), recorded on tape: per step a select (recorded when xs needs a
+   gradient) and the cell's five ops, then one stack, and one add first when a state is set. T >= 1.
+   N is free, but a kept state fixes it: xs of another N is refused (TG_ESHAPE) until reset_state or
+   set_state. A failed forward leaves the kept state as it was. The layer's (N,H) leaf is replaced
+   when N changes, so backpropagate or reset a recording of a forward with another N before running
+   this one (as with any leaf a tape uses). Errors: NULL with TG_EINVAL, TG_ESHAPE (xs not (N,T,D)
+   with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ENOMEM, or any op's error. */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);
-/* Copies h (N,H) as the initial state of the next forward. */
+/* Copies h (N,H) as the initial state of the following forwards (see tg_time_rnn_new): h may be
+   changed or freed afterwards, and set_state may come between a forward and its backward (the
+   recording holds its own copy). TG_EINVAL (NULL), TG_ESHAPE (not 2-d, or H differs from Wx's),
+   TG_EDTYPE, TG_ENOMEM; on failure the state is as it was. */
 tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h);
-/* Forgets the state: the next forward starts from zeros. */
+/* Forgets the state: the next forward starts from zeros. NULL is ignored. */
 void tg_time_rnn_reset_state(tg_time_rnn *layer);
-/* (N,H): dL/dh0, the gradient with respect to the initial hidden state of the last forward, after
-   backward (what an encoder hands its decoder). Owned by the layer; NULL before any backward. */
+/* (N,H): dL/dh0, the gradient of the loss with respect to the initial hidden state of the last
+   forward, once that forward's recording has been backpropagated (the seed's self.dh; what a decoder
+   hands back to its encoder). Between a forward and its backward it reads zeros. Owned by the layer
+   and overwritten by the next call: copy it to keep it. NULL with TG_EINVAL (layer NULL) or
+   TG_ESTATE (no forward has run yet). */
 tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer);
 
-/* The seed's formulas, fixed, with no tape. Outputs are caller-allocated; h0 NULL means zeros.
-   xs (N,T,D), h0 (N,H), dhs (N,T,H) -> hs (N,T,H), dxs (N,T,D), dWx (D,H), dWh (H,H), db (H,),
-   dh0 (N,H). Gradients are overwritten, not added. */
+/* The seed's formulas, fixed, with no tape (layers/rnn_ref.c, to read beside the seed notebook).
+   xs (N,T,D), h0 (N,H), Wx, Wh, b, dhs (N,T,H) -> hs (N,T,H), dxs (N,T,D), dWx (D,H), dWh (H,H),
+   db (H,), dh0 (N,H), where dhs is dL/dhs and the outputs are the gradients of that L. Outputs are
+   caller-allocated, must not overlap the inputs, and are overwritten, not added to. h0 NULL means
+   zeros; dhs NULL runs the forward only; any gradient output may be NULL when not wanted. f32 or f64
+   (one dtype throughout); the arithmetic is done in double either way. TG_EINVAL (NULL xs, Wx, Wh,
+   b or hs), TG_ESHAPE (the message names the tensor, its shape and the one wanted), TG_EDTYPE,
+   TG_ENOMEM (one scratch buffer of 2 N H doubles). */
 tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b,
                           tg_tensor *dhs, tg_tensor *hs, tg_tensor *dxs, tg_tensor *dWx,
                           tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0);

@@ -33,6 +33,9 @@ Test(tensor, zero_d_and_empty_tensors) {
     cr_assert(s && e);
     cr_expect_eq(tg_tensor_numel(s), 1);
     cr_expect_eq(tg_tensor_numel(e), 0);
+    tg_tensor *huge_empty = tg_tensor_new(TG_F64, 3, TT_SHAPE(INT64_MAX, INT64_MAX, 0));
+    cr_expect(huge_empty && tg_tensor_numel(huge_empty) == 0, "%s", tg_last_error());
+    tg_tensor_free(huge_empty);
     cr_expect_eq(tg_tensor_set(s, 0, 4.0), TG_OK);
     cr_expect_eq(tg_tensor_get(s, 0), 4.0);
     tg_tensor_free(s);
