@@ -1,10 +1,11 @@
 /* A tour of backpropagation through time (BPTT), in five parts.
  *
- *     bptt_tour [DIR] [--save FILE] [--resume FILE]
+ *     bptt_tour [DIR] [--epochs N] [--save FILE] [--resume FILE]
  *
  * DIR (default ".") receives the files the tour writes: bptt_tape.dot (and .png when Graphviz's `dot`
  * is installed), grad_flow.csv (and grad_flow.png when gnuplot is). --save writes the trained
- * parameters of part (e) to a safetensors file; --resume starts part (e) from such a file.
+ * parameters of part (e), with the number of epochs done, to a safetensors file; --resume continues
+ * part (e) from such a file, up to --epochs (default 40) in all, exactly as if it had never stopped.
  *
  * The model is the RNN of the seed notebook (../shared/seed/), with its conventions:
  *     h_t = tanh(h_{t-1} @ Wh + x_t @ Wx + b)     x_t (N,D), h_t (N,H), Wx (D,H), Wh (H,H), b (H,)
@@ -574,7 +575,7 @@ static void part_d(void) {
  * layer is stateful: each chunk starts where the last ended (the state is kept as a constant, so no
  * gradient crosses a chunk boundary: "truncated" BPTT). Plain SGD, gradients clipped to norm 1. */
 
-enum { SEQ_LEN = 1000, SEQ_N = 4, SEQ_T = 25, SEQ_H = 16, EPOCHS = 40 };
+enum { SEQ_LEN = 1000, SEQ_N = 4, SEQ_T = 25, SEQ_H = 16 };
 
 /* Two sines of periods 50 and 17 samples. */
 static double wave(int64_t k) {
@@ -602,7 +603,7 @@ static int load_params(const char *path, const char *const *names, tg_tensor *co
     return found == n;
 }
 
-static void part_e(const char *save_path, const char *resume_path) {
+static void part_e(int epochs, const char *save_path, const char *resume_path) {
     printf("\n(e) Truncated BPTT: a stateful TimeRNN learns to continue a wave (N=%d streams, T=%d, H=%d, "
            "SGD)\n",
            SEQ_N, SEQ_T, SEQ_H);
@@ -611,15 +612,18 @@ static void part_e(const char *save_path, const char *resume_path) {
               *Wh = rand_tensor(1, &seed, 0.25, SHAPE(SEQ_H, SEQ_H));
     tg_tensor *b = tg_param_new(TG_F64, SHAPE(SEQ_H)), *Wo = rand_tensor(1, &seed, 0.25, SHAPE(SEQ_H, 1));
     tg_tensor *bo = tg_param_new(TG_F64, SHAPE(1));
-    tg_tensor *params[5] = {Wx, Wh, b, Wo, bo};
-    const char *names[5] = {"Wx", "Wh", "b", "Wo", "bo"};
-    CHECK(b && bo);
+    /* A checkpoint is the parameters and the epochs done: SGD keeps no other state, and each epoch
+       starts the streams (and the RNN's state) afresh, so these six tensors are all there is. */
+    tg_tensor *done = tg_tensor_new(TG_F64, 0, NULL);
+    tg_tensor *params[6] = {Wx, Wh, b, Wo, bo, done};
+    const char *names[6] = {"Wx", "Wh", "b", "Wo", "bo", "epochs_done"};
+    CHECK(b && bo && done);
     if (resume_path) {
-        if (!load_params(resume_path, names, params, 5)) {
+        if (!load_params(resume_path, names, params, 6)) {
             fprintf(stderr, "bptt_tour: cannot resume from %s: %s\n", resume_path, tg_last_error());
             exit(1);
         }
-        printf("    resumed from %s\n", resume_path);
+        printf("    resumed from %s after epoch %.0f\n", resume_path, tg_tensor_get(done, 0));
     }
     tg_time_rnn *rnn = tg_time_rnn_new(Wx, Wh, b, 1);
     tg_tensor *xs = tg_tensor_new(TG_F64, SHAPE(SEQ_N, SEQ_T, 1)),
@@ -629,7 +633,8 @@ static void part_e(const char *save_path, const char *resume_path) {
     const double lr = 0.1;
     const int chunks = SEQ_LEN / (SEQ_N * SEQ_T);
     double first = 0, last = 0;
-    for (int epoch = 1; epoch <= EPOCHS; epoch++) {
+    int start = (int)tg_tensor_get(done, 0) + 1;
+    for (int epoch = start; epoch <= epochs; epoch++) {
         tg_time_rnn_reset_state(rnn); /* each epoch reads the streams from their start again */
         double sum = 0;
         for (int c = 0; c < chunks; c++) {
@@ -658,36 +663,46 @@ static void part_e(const char *save_path, const char *resume_path) {
             sum += tg_tensor_get(loss, 0);
         }
         double mean = sum / chunks;
-        if (epoch == 1) first = mean;
+        if (epoch == start) first = mean;
         last = mean;
-        if (epoch == 1 || epoch % 5 == 0) { /* the bar is log-scale: 10 marks per decade above 1e-4 */
+        tg_tensor_set(done, 0, epoch);
+        if (epoch == start || epoch % 5 == 0) { /* the bar is log-scale: 10 marks per decade above 1e-4 */
             int bar = (int)lround(fmax(0.0, fmin(50.0, 10.0 * (log10(mean) + 4))));
             printf("    epoch %3d  loss %.5f  %.*s\n", epoch, mean, bar,
                    "##################################################");
         }
     }
-    printf("    mean loss of an epoch went from %.3g to %.3g (%.1fx lower): %s\n", first, last, first / last,
-           last < first ? "the RNN learned the wave" : "NOT falling: something is wrong");
-    if (!(last < first)) exit(1);
+    if (epochs - start >= 4) { /* too few epochs say nothing about learning */
+        printf("    mean loss of an epoch went from %.3g to %.3g (%.1fx lower): %s\n", first, last, first / last,
+               last < first ? "the RNN learned the wave" : "NOT falling: something is wrong");
+        if (!(last < first)) exit(1);
+    }
+    /* One number for the trained parameters, so two runs can be compared at a glance. */
+    uint64_t h = 0;
+    for (int i = 0; i < 5; i++) h = h * 31 + tg_tensor_hash(params[i]);
+    printf("    parameters after epoch %d: fingerprint %016llx\n", (int)tg_tensor_get(done, 0), (unsigned long long)h);
     if (save_path) {
-        CHECK(tg_save_safetensors(save_path, names, params, 5) == TG_OK);
+        CHECK(tg_save_safetensors(save_path, names, params, 6) == TG_OK);
         printf("    saved the parameters to %s (resume with --resume %s)\n", save_path, save_path);
     }
     tg_tape_free(tape);
     tg_time_rnn_free(rnn);
-    for (int i = 0; i < 5; i++) tg_tensor_free(params[i]);
+    for (int i = 0; i < 6; i++) tg_tensor_free(params[i]);
     tg_tensor_free(xs), tg_tensor_free(ys);
 }
 
 int main(int argc, char **argv) {
     const char *save_path = NULL, *resume_path = NULL;
+    int epochs = 40;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--save") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--epochs") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            epochs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--save") == 0 && i + 1 < argc)
             save_path = argv[++i];
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
             resume_path = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [DIR] [--save FILE] [--resume FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [DIR] [--epochs N] [--save FILE] [--resume FILE]\n", argv[0]);
             return 2;
         } else
             out_dir = argv[i];
@@ -707,7 +722,7 @@ int main(int argc, char **argv) {
     part_b();
     part_c();
     part_d();
-    part_e(save_path, resume_path);
+    part_e(epochs, save_path, resume_path);
     printf("\ndone.\n");
     return 0;
 }
