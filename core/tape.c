@@ -117,9 +117,7 @@ static tg_tensor *new_header(tg_tape *tape) {
         *link = b;
     }
     tape->n_headers++;
-    tg_tensor *t = &b->t[i % HEADER_BLOCK];
-    memset(t, 0, sizeof *t);
-    return t;
+    return &b->t[i % HEADER_BLOCK];
 }
 
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
@@ -132,14 +130,9 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
     }
-    t->dtype = dtype;
-    t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    t->numel = numel;
-    t->data = data;
+    tg__tensor_init(t, dtype, ndim, shape, numel, data);
     t->tape = tape;
     t->gen = tape->gen;
-    t->node = -1;
     return t;
 }
 

@@ -61,6 +61,16 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
     return TG_OK;
 }
 
+void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data) {
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->numel = numel;
+    t->data = data;
+    t->node = -1;
+}
+
 static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int param) {
     int64_t numel;
     if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
@@ -74,14 +84,9 @@ static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64
         tg__fail(TG_ENOMEM, "%s: out of memory for %lld elements", fn, (long long)numel);
         return NULL;
     }
-    t->dtype = dtype;
-    t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    t->numel = numel;
-    t->data = data;
+    tg__tensor_init(t, dtype, ndim, shape, numel, data);
     t->grad = grad;
     t->flags = TG__OWNED | (param ? TG__PARAM | TG__NEEDS : 0);
-    t->node = -1;
     return t;
 }
 

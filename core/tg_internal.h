@@ -80,6 +80,8 @@ static inline size_t tg__dsize(tg_dtype dtype) { return dtype == TG_F32 ? sizeof
 /* numel of a shape into *numel; TG_ESHAPE for a negative dim, TG_ENOMEM when bytes overflow.
    fn names the caller in the message. */
 tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int64_t *numel);
+/* Fills a header: no gradient, no flags, no tape, no node. */
+void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data);
 int tg__nonfinite(const tg_tensor *t, const void *data);
 
 /* Runs the statements with T typedef'd to float or double, as dtype says: one body for both. */
