@@ -468,11 +468,11 @@ static tg_status st_entries(const char *fn, const char *path, const cJSON *root,
                 return bad(fn, path, "__metadata__ value of '%s' is not a string", m->string);
         *meta = j;
     }
-    qsort(e, (size_t)n, sizeof *e, by_name);
+    if (n > 1) qsort(e, (size_t)n, sizeof *e, by_name); /* e is NULL when n is 0, and qsort may not take it */
     for (int i = 1; i < n; i++)
         if (!strcmp(e[i - 1].name, e[i].name))
             return bad(fn, path, "tensor name '%s' appears twice", e[i].name);
-    qsort(e, (size_t)n, sizeof *e, by_offset);
+    if (n > 1) qsort(e, (size_t)n, sizeof *e, by_offset);
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         if (e[i].begin < at)
