@@ -221,6 +221,11 @@ Test(ops, shape_errors_name_the_values) {
     tt_expect_error(TG_ESHAPE, "tg_matmul: needs 2-d operands: (4,3) @ (3,)");
     cr_expect_null(tg_matmul(tape, a, f));
     tt_expect_error(TG_EDTYPE, "tg_matmul: dtypes differ: a is f64, b is f32 (no promotion)");
+    /* BLAS counts in int: an empty (2^31, 0) operand allocates nothing, but its M does not fit */
+    tg_tensor *tall = tg_param_new(TG_F64, 2, TT_SHAPE((int64_t)1 << 31, 0)), *e = tg_param_new(TG_F64, 2, TT_SHAPE(0, 2));
+    cr_expect_null(tg_matmul(tape, tall, e));
+    tt_expect_error(TG_ESHAPE, "tg_matmul: dimensions beyond BLAS's int range: (2147483648,0) @ (0,2)");
+    tg_tensor_free(tall), tg_tensor_free(e);
     cr_expect_null(tg_add(tape, a, x));
     tt_expect_error(TG_ESHAPE, "tg_add: shapes (4,3) and (2,5,3) do not broadcast");
     cr_expect_null(tg_sub(tape, f, a));

@@ -264,24 +264,50 @@ Test(tape, a_warm_tape_does_no_malloc_per_op) {
     tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
 }
 
-Test(tape, allocation_failures_report_enomem_and_leak_nothing) {
-    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
-    tg_tensor *xs[3] = {x, W, b};
-    (void)xs;
-    for (int64_t k = 1;; k++) {
+/* Small tensors fail in forward only (one arena chunk holds everything); large ones make backward
+   grow the arena too, so its out-of-memory paths are reached. A retained gradient adds one more. */
+static void alloc_failure_loop(int64_t n) {
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, n, n), *W = TT_RAND(TG_F64, 1, 2, n, n), *b = TT_RAND(TG_F64, 1, 3, n);
+    int64_t k;
+    for (k = 1;; k++) {
         tg_clear_error();
         tg__alloc_fail_at(k);
         tg_tape *tape = tg_tape_new();
-        tg_tensor *L = tape ? layer_loss(tape, x, W, b) : NULL;
-        tg_status st = tape ? tg_backward(tape, L, NULL) : TG_ENOMEM;
+        tg_tensor *h = tape ? tg_tanh(tape, tg_add(tape, tg_matmul(tape, x, W), b)) : NULL;
+        tg_status st = h ? tg_retain_grad(tape, h) : TG_ENOMEM;
+        tg_tensor *L = st ? NULL : tg_sum(tape, tg_tanh(tape, tg_mul(tape, h, h)));
+        st = st ? st : tg_backward(tape, L, NULL);
         tg__alloc_fail_at(0);
         tg_tape_free(tape);
         if (st == TG_OK) break;
-        cr_expect_eq(st, TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
-        cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld", (long long)k);
+        cr_expect_eq(st, TG_ENOMEM, "n=%lld k=%lld: %s", (long long)n, (long long)k, tg_last_error());
+        cr_expect_eq(tg_last_status(), TG_ENOMEM, "n=%lld k=%lld", (long long)n, (long long)k);
         cr_assert(k < 100);
     }
+    cr_expect(k > 3, "n=%lld: only %lld allocation points", (long long)n, (long long)k);
     tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
+}
+
+Test(tape, allocation_failures_report_enomem_and_leak_nothing) {
+    alloc_failure_loop(3);
+    alloc_failure_loop(300); /* 300 x 300 f64 is 720 KB: the arena needs new chunks in backward */
+}
+
+Test(tape, print_and_dot_report_write_failures) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2);
+    cr_assert(tg_tanh(tape, p));
+    FILE *full = fopen("/dev/full", "w");
+    cr_assert(full);
+    setvbuf(full, NULL, _IONBF, 0); /* unbuffered: each write fails at once, as on a full disk */
+    cr_expect_eq(tg_tape_print(tape, full), TG_EIO);
+    tt_expect_error(TG_EIO, "tg_tape_print: writing failed");
+    clearerr(full);
+    cr_expect_eq(tg_tape_write_dot(tape, full), TG_EIO);
+    tt_expect_error(TG_EIO, "tg_tape_write_dot: writing failed");
+    fclose(full);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
 }
 
 Test(tape, a_long_chain_backpropagates_without_recursion) {
