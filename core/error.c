@@ -15,6 +15,10 @@ tg_status tg__fail(tg_status status, const char *fmt, ...) {
     return status;
 }
 
+tg_status tg__null(const char *fn, const char *name) {
+    return last_status ? last_status : tg__fail(TG_EINVAL, "%s: %s is NULL", fn, name);
+}
+
 tg_status tg_last_status(void) { return last_status; }
 const char *tg_last_error(void) { return last_message; }
 

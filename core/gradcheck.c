@@ -498,7 +498,8 @@ static void teardown(gc *g) {
 }
 
 static int fill_report(const gc *g, const acc *c, int vs_ref, tg_gradcheck_report *r) {
-    int passed = !g->aborted && c->n_bad == 0;
+    /* Nothing compared (every input or the output empty) is not a pass: the check never skips silently. */
+    int passed = !g->aborted && c->n_bad == 0 && c->count > 0;
     if (!r) return passed;
     r->passed = passed;
     r->input = c->input;
@@ -515,6 +516,9 @@ static int fill_report(const gc *g, const acc *c, int vs_ref, tg_gradcheck_repor
             r->numeric = g->ab_n;
         }
         snprintf(r->message, sizeof r->message, "%s", g->msg);
+    } else if (c->count == 0) {
+        snprintf(r->message, sizeof r->message, "nothing to compare: the output or every input that needs a "
+                 "gradient is empty");
     } else if (!passed) {
         char loc[128];
         where_str(loc, sizeof loc, c->input, c->index, c->out_index);

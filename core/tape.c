@@ -5,8 +5,9 @@
 #include "tg_internal.h"
 
 /* Arena chunks hold op outputs' data and gradients. Tensor headers live apart, in blocks that are
-   never freed before the tape, so that a stale tensor pointer handed back after a reset can still be
-   read safely and refused (its gen no longer matches the tape's). */
+   never freed before the tape, in two pools that successive recordings alternate between: an output
+   kept past a reset (the last step's h, say) still reads its own header, whose gen no longer matches,
+   and is refused instead of silently standing for whatever the new recording put in its place. */
 typedef struct chunk {
     struct chunk *next;
     size_t size, used;
@@ -19,10 +20,14 @@ typedef struct header_block {
     tg_tensor t[HEADER_BLOCK];
 } header_block;
 
+typedef struct {
+    header_block *first, *cur; /* cur: the block being handed out; NULL before the first */
+    int used;                  /* headers taken from cur */
+} header_pool;
+
 struct tg_tape {
-    chunk *chunks;         /* newest first; allocation takes from the head */
-    header_block *headers; /* oldest first */
-    int64_t n_headers;     /* headers handed out in this recording */
+    chunk *chunks;          /* newest first; allocation takes from the head */
+    header_pool headers[2]; /* even and odd recordings */
     tg__node *nodes;
     int64_t n_nodes, cap_nodes;
     unsigned checks;
@@ -65,20 +70,23 @@ void tg_tape_reset(tg_tape *tape) {
         tape->chunks = c; /* on failure the next recording starts growing again */
     }
     if (tape->chunks) tape->chunks->used = 0;
-    tape->n_headers = 0;
     tape->n_nodes = 0;
     tape->done = 0;
     tape->gen++;
+    header_pool *pool = &tape->headers[tape->gen & 1];
+    pool->cur = NULL;
+    pool->used = 0;
 }
 
 void tg_tape_free(tg_tape *tape) {
     if (!tape) return;
     free_chunks(tape->chunks);
-    for (header_block *b = tape->headers; b;) {
-        header_block *next = b->next;
-        tg__free(b);
-        b = next;
-    }
+    for (int k = 0; k < 2; k++)
+        for (header_block *b = tape->headers[k].first; b;) {
+            header_block *next = b->next;
+            tg__free(b);
+            b = next;
+        }
     tg__free(tape->nodes);
     tg__free(tape);
 }
@@ -88,6 +96,12 @@ void tg_tape_set_checks(tg_tape *tape, unsigned flags) {
 }
 unsigned tg_tape_checks(const tg_tape *tape) { return tape ? tape->checks : 0; }
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
+
+int64_t tg_tape_memory(const tg_tape *tape) {
+    int64_t bytes = 0;
+    for (const chunk *c = tape ? tape->chunks : NULL; c; c = c->next) bytes += (int64_t)c->used;
+    return bytes;
+}
 
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
     size = (size + 63) & ~(size_t)63; /* keeps every block 64-byte aligned (chunk bases are) */
@@ -107,17 +121,20 @@ void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
 }
 
 static tg_tensor *new_header(tg_tape *tape) {
-    int64_t i = tape->n_headers;
-    header_block **link = &tape->headers, *b = tape->headers;
-    for (int64_t k = i / HEADER_BLOCK; k > 0 && b; k--) link = &b->next, b = b->next;
-    if (!b) {
-        b = tg__malloc(sizeof *b);
-        if (!b) return NULL;
-        b->next = NULL;
-        *link = b;
+    header_pool *pool = &tape->headers[tape->gen & 1];
+    if (!pool->cur || pool->used == HEADER_BLOCK) {
+        header_block *next = pool->cur ? pool->cur->next : pool->first;
+        if (!next) { /* the pool grows once; later recordings reuse its blocks */
+            next = tg__malloc(sizeof *next);
+            if (!next) return NULL;
+            next->next = NULL;
+            if (pool->cur) pool->cur->next = next;
+            else pool->first = next;
+        }
+        pool->cur = next;
+        pool->used = 0;
     }
-    tape->n_headers++;
-    return &b->t[i % HEADER_BLOCK];
+    return &pool->cur->t[pool->used++];
 }
 
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
@@ -142,13 +159,9 @@ int tg__check_inputs(const char *fn, tg_tape *tape, tg_tensor *const *in, int n,
     char nb[32];
     for (int i = 0; i < n; i++) {
         const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
-        if (!in[i]) {
-            /* Keep the message of the failure that made this NULL: that is the one worth reading. */
-            if (!tg_last_status()) tg__fail(TG_EINVAL, "%s: %s is NULL", fn, name);
-            return 1;
-        }
+        if (!in[i]) return tg__null(fn, name), 1;
     }
-    if (!tape) return tg__fail(TG_EINVAL, "%s: tape is NULL", fn), 1;
+    if (!tape) return tg__null(fn, "tape"), 1;
     for (int i = 0; i < n; i++) {
         const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
         if (in[i]->tape && in[i]->tape != tape)
@@ -229,9 +242,8 @@ static void *grad_buffer(tg_tape *tape, tg_tensor *t) {
 
 static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
     char a[TG__SHAPE_STR], b[TG__SHAPE_STR];
-    if (!tape) return tg__fail(TG_EINVAL, "tg_backward: tape is NULL");
-    /* A NULL out is usually a failed forward: keep its message. */
-    if (!out) return tg_last_status() ? tg_last_status() : tg__fail(TG_EINVAL, "tg_backward: out is NULL");
+    if (!tape) return tg__null("tg_backward", "tape");
+    if (!out) return tg__null("tg_backward", "out"); /* usually a failed forward: its message stays */
     if (out->tape && out->tape != tape) return tg__fail(TG_EINVAL, "tg_backward: out was recorded on another tape");
     if (out->tape && out->gen != tape->gen)
         return tg__fail(TG_ESTATE, "tg_backward: the tape was reset since out was recorded; record again");
@@ -305,7 +317,8 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
 tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
     tg_status st = check_out(tape, out, grad_out);
     if (st) return st;
-    tape->done = 1;
+    /* Backward from a parameter itself touches no node: the recording stays usable. */
+    if (out->tape) tape->done = 1;
     st = seed_grad(tape, out, grad_out);
     for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--)
         if (tape->nodes[k].out->grad) st = run_node(tape, k);
@@ -320,7 +333,7 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
 }
 
 tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t) {
-    if (!tape || !t) return tg__fail(TG_EINVAL, "tg_retain_grad: %s is NULL", tape ? "t" : "tape");
+    if (!tape || !t) return tg__null("tg_retain_grad", tape ? "t" : "tape");
     if (t->tape != tape || t->gen != tape->gen)
         return tg__fail(TG_EINVAL, "tg_retain_grad: t is not an output of this tape's current recording");
     if (!(t->flags & TG__NEEDS))
@@ -338,7 +351,7 @@ static int input_desc(const tg_tensor *t, char *buf, size_t size) {
 }
 
 tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
-    if (!tape || !out) return tg__fail(TG_EINVAL, "tg_tape_print: %s is NULL", tape ? "out" : "tape");
+    if (!tape || !out) return tg__null("tg_tape_print", tape ? "out" : "tape");
     char sb[TG__SHAPE_STR], ib[96];
     fprintf(out, "tape: %lld nodes\n", (long long)tape->n_nodes);
     for (int64_t k = 0; k < tape->n_nodes; k++) {
@@ -359,14 +372,24 @@ tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
     return ferror(out) ? tg__fail(TG_EIO, "tg_tape_print: writing failed") : TG_OK;
 }
 
+/* A custom op's name is the user's: quotes and backslashes are escaped so that it stays one label. */
+static void dot_string(FILE *out, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', out);
+        if (*s == '\n') fputs("\\n", out);
+        else if ((unsigned char)*s >= 0x20) fputc(*s, out);
+    }
+}
+
 tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out) {
-    if (!tape || !out) return tg__fail(TG_EINVAL, "tg_tape_write_dot: %s is NULL", tape ? "out" : "tape");
+    if (!tape || !out) return tg__null("tg_tape_write_dot", tape ? "out" : "tape");
     char sb[TG__SHAPE_STR], ib[96];
     fprintf(out, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
     for (int64_t k = 0; k < tape->n_nodes; k++) {
         const tg__node *n = &tape->nodes[k];
-        fprintf(out, "  n%lld [shape=box, label=\"%%%lld %s\\n%s\"];\n", (long long)k, (long long)k,
-                tg__node_name(n), tg__shape_str(n->out->ndim, n->out->shape, sb));
+        fprintf(out, "  n%lld [shape=box, label=\"%%%lld ", (long long)k, (long long)k);
+        dot_string(out, tg__node_name(n));
+        fprintf(out, "\\n%s\"];\n", tg__shape_str(n->out->ndim, n->out->shape, sb));
         for (int i = 0; i < n->n_in; i++) {
             const tg_tensor *t = n->in[i];
             if (t->node >= 0 && t->tape) {

@@ -111,10 +111,7 @@ tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const 
 }
 
 tg_tensor *tg_tensor_clone(const tg_tensor *t) {
-    if (!t) {
-        if (!tg_last_status()) tg__fail(TG_EINVAL, "tg_tensor_clone: t is NULL");
-        return NULL;
-    }
+    if (!t) return tg__null("tg_tensor_clone", "t"), NULL;
     return tg_tensor_from(t->dtype, t->ndim, t->shape, t->data);
 }
 
@@ -152,7 +149,7 @@ double tg_tensor_get(const tg_tensor *t, int64_t i) {
 }
 
 tg_status tg_tensor_set(tg_tensor *t, int64_t i, double value) {
-    if (!t) return tg__fail(TG_EINVAL, "tg_tensor_set: t is NULL");
+    if (!t) return tg__null("tg_tensor_set", "t");
     if (i < 0 || i >= t->numel)
         return tg__fail(TG_EINVAL, "tg_tensor_set: index %lld outside 0..%lld", (long long)i,
                         (long long)t->numel - 1);
@@ -184,7 +181,7 @@ static uint64_t splitmix64(uint64_t *x) {
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 tg_status tg_tensor_fill_uniform(tg_tensor *t, double lo, double hi, uint64_t *seed) {
-    if (!t || !seed) return tg__fail(TG_EINVAL, "tg_tensor_fill_uniform: %s is NULL", t ? "seed" : "t");
+    if (!t || !seed) return tg__null("tg_tensor_fill_uniform", t ? "seed" : "t");
     uint64_t s[4], x = *seed;
     for (int i = 0; i < 4; i++) s[i] = splitmix64(&x);
     for (int64_t i = 0; i < t->numel; i++) {

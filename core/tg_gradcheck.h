@@ -10,8 +10,9 @@
  * input. Either way the backward runs twice for each grad_out, on two recordings, and the check
  * fails if the two runs differ at all (a backward that reads stale state is caught that way).
  *
- * The check never skips silently: no input that needs a gradient, f32 inputs without allow_f32, or
- * f failing, each make it fail with a message.
+ * The check never skips silently: no input that needs a gradient, nothing to compare (the output or
+ * every such input empty), f32 inputs without allow_f32, or f failing, each make it fail with a
+ * message.
  *
  * A failed comparison is a result, not an error: the check returns 0, says where in the report and
  * leaves the thread's error alone. A check that cannot run returns 0 and sets the thread's error

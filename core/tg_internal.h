@@ -59,6 +59,9 @@ extern const tg__op *const tg__op_list[];
 
 /* errors (core/error.c): the one place every failure passes through */
 tg_status tg__fail(tg_status status, const char *fmt, ...);
+/* For a NULL argument: TG_EINVAL "fn: name is NULL", unless an earlier failure is pending, whose
+   status is returned and whose message kept: a NULL is most often what that failure returned. */
+tg_status tg__null(const char *fn, const char *name);
 /* "(4,3)" into buf, which must hold TG__SHAPE_STR bytes. */
 #define TG__SHAPE_STR 192
 const char *tg__shape_str(int ndim, const int64_t *shape, char *buf);

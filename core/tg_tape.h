@@ -36,7 +36,9 @@ typedef struct tg_tape tg_tape;
 /* A new, empty tape with TG_CHECK_SAVED on. NULL with TG_ENOMEM. Free with tg_tape_free. */
 tg_tape *tg_tape_new(void);
 /* Frees every op output and intermediate gradient of the recording and forgets its nodes; keeps
-   the arena for the next recording. Leaves and their gradients are untouched. */
+   the arena for the next recording. Leaves and their gradients are untouched. An op output kept past
+   the reset must not be used again: handed to an op or to tg_backward in the next recording it is
+   refused with TG_ESTATE; older ones are not reliably detected. */
 void tg_tape_reset(tg_tape *tape);
 /* tg_tape_reset, then frees the tape itself. NULL is ignored. */
 void tg_tape_free(tg_tape *tape);
@@ -44,15 +46,20 @@ void tg_tape_free(tg_tape *tape);
    TG_CHECK_SAVED catches a write through tg_tensor_data into a tensor that an op saved for its
    backward, which would otherwise yield silently wrong gradients (PyTorch's version counter). */
 void tg_tape_set_checks(tg_tape *tape, unsigned flags);
+/* The flags in force; 0 for a NULL tape. */
 unsigned tg_tape_checks(const tg_tape *tape);
-/* Number of nodes recorded since the last reset. */
+/* Number of nodes recorded since the last reset; 0 for a NULL tape. */
 int64_t tg_tape_size(const tg_tape *tape);
+/* Bytes of the arena the current recording uses: op outputs, intermediate gradients and node lists.
+   What a step costs in memory, for benchmarks and budgets; 0 for a NULL tape. */
+int64_t tg_tape_memory(const tg_tape *tape);
 
 /* Backpropagates from out, which must be an output of this tape's current recording or a parameter.
    grad_out (out's dtype and shape) is dL/dout; NULL means out has one element and dL/dout = 1.
    Adds dL/dp into the gradient of every parameter p that out depends on, and fills the gradients of
    tensors passed to tg_retain_grad. A recording is backpropagated once: a second call, or a call
-   after tg_tape_reset, returns TG_ESTATE. Other failures: TG_EINVAL (NULL, out not from this tape or
+   after tg_tape_reset, returns TG_ESTATE (out being a parameter itself touches no node and does not
+   count). Other failures: TG_EINVAL (NULL, out not from this tape or
    depending on no parameter), TG_ESHAPE/TG_EDTYPE (grad_out does not match out), TG_EMODIFIED (a
    saved tensor was written; the message names the op, its node index and the tensor's shape),
    TG_ENONFINITE (with TG_CHECK_NONFINITE), TG_ENOMEM. After a failure, gradients are partial. */

@@ -35,6 +35,8 @@ tg_tensor *tg_tensor_clone(const tg_tensor *t);
 /* Frees a caller-owned tensor and its gradient. NULL and tape-owned tensors are ignored. */
 void tg_tensor_free(tg_tensor *t);
 
+/* The accessors read any tensor, the caller's or the tape's. For NULL they return TG_F32, 0, NULL and
+   0 (they are for reading results, where a NULL was already reported by the call that made it). */
 tg_dtype tg_tensor_dtype(const tg_tensor *t);
 int tg_tensor_ndim(const tg_tensor *t);
 /* ndim entries, owned by t. */

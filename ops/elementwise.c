@@ -12,19 +12,20 @@ typedef struct {
     int64_t shape[TG_MAX_DIMS], sa[TG_MAX_DIMS], sb[TG_MAX_DIMS], n;
 } bcast;
 
+/* n (the output's element count) is left to the caller, which has it from the checked output. The
+   strides multiply in unsigned arithmetic: for an empty operand with huge dims they may wrap, which
+   is harmless as no element is then visited, where signed overflow would be undefined. */
 static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
     bc->nd = a->ndim > b->ndim ? a->ndim : b->ndim;
-    int64_t stride_a = 1, stride_b = 1;
-    bc->n = 1;
+    uint64_t stride_a = 1, stride_b = 1;
     for (int d = bc->nd - 1; d >= 0; d--) {
         int da = d - (bc->nd - a->ndim), db = d - (bc->nd - b->ndim);
         int64_t na = da >= 0 ? a->shape[da] : 1, nb = db >= 0 ? b->shape[db] : 1;
         if (na != nb && na != 1 && nb != 1) return 0;
         bc->shape[d] = na == 1 ? nb : na;
-        bc->sa[d] = na == 1 ? 0 : stride_a;
-        bc->sb[d] = nb == 1 ? 0 : stride_b;
-        stride_a *= na, stride_b *= nb;
-        bc->n *= bc->shape[d];
+        bc->sa[d] = na == 1 ? 0 : (int64_t)stride_a;
+        bc->sb[d] = nb == 1 ? 0 : (int64_t)stride_b;
+        stride_a *= (uint64_t)na, stride_b *= (uint64_t)nb;
     }
     return 1;
 }
@@ -58,6 +59,7 @@ static tg_tensor *binary(const char *fn, const tg__op *op, int kind, tg_tape *ta
     }
     tg_tensor *y = tg__new_out(fn, tape, a->dtype, bc.nd, bc.shape, 0);
     if (!y) return NULL;
+    bc.n = y->numel;
     TG__DISPATCH(a->dtype, {
         const T *pa = a->data, *pb = b->data;
         T *py = y->data;
@@ -72,6 +74,7 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
     bcast_init(&bc, a, b);
+    bc.n = gout->numel;
     TG__DISPATCH(a->dtype, {
         const T *g = gout->data, *pa = a->data, *pb = b->data;
         T *ga = grads[0], *gb = grads[1];

@@ -4,15 +4,18 @@
 
 static const char *const names_x[] = {"x"};
 
+/* Unsigned, so that an empty tensor's huge other dims wrap harmlessly (no element is visited then)
+   instead of overflowing a signed product, which is undefined. */
 static int64_t prod(const int64_t *d, int from, int to) {
-    int64_t p = 1;
-    for (int i = from; i < to; i++) p *= d[i];
-    return p;
+    uint64_t p = 1;
+    for (int i = from; i < to; i++) p *= (uint64_t)d[i];
+    return (int64_t)p;
 }
 
 /* x viewed as (outer, n, inner); the region [start, start+len) of the middle axis is copied to y
    (forward) or added into gx (backward), so the backward of T slices touches each element once. */
 static void region(const tg_tensor *x, int axis, int64_t start, int64_t len, void *y, const void *g, void *gx) {
+    if (x->numel == 0 || len == 0) return;
     int64_t outer = prod(x->shape, 0, axis), n = x->shape[axis], inner = prod(x->shape, axis + 1, x->ndim);
     int64_t block = len * inner;
     size_t es = tg__dsize(x->dtype);
@@ -96,7 +99,12 @@ tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
                      tg__shape_str(xs[i]->ndim, xs[i]->shape, si), tg__shape_str(x0->ndim, x0->shape, s0));
             return NULL;
         }
-    if (axis < 0 || axis > x0->ndim || x0->ndim == TG_MAX_DIMS) {
+    if (x0->ndim == TG_MAX_DIMS) {
+        tg__fail(TG_ESHAPE, "tg_stack: inputs of shape %s already have %d dims; the result would have %d",
+                 tg__shape_str(x0->ndim, x0->shape, s0), TG_MAX_DIMS, TG_MAX_DIMS + 1);
+        return NULL;
+    }
+    if (axis < 0 || axis > x0->ndim) {
         tg__fail(TG_EINVAL, "tg_stack: axis %d is out of range for %d inputs of shape %s", axis, n,
                  tg__shape_str(x0->ndim, x0->shape, s0));
         return NULL;
@@ -109,7 +117,7 @@ tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
     if (!y) return NULL;
     int64_t outer = prod(x0->shape, 0, axis), inner = prod(x0->shape, axis, x0->ndim);
     size_t es = tg__dsize(x0->dtype), row = (size_t)inner * es;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && y->numel; i++)
         for (int64_t o = 0; o < outer; o++)
             memcpy((char *)y->data + (size_t)(o * n + i) * row, (const char *)xs[i]->data + (size_t)o * row, row);
     return tg__record(tape, &tg__op_stack, NULL, NULL, y, xs, n, TG__SAVE_NONE, (int64_t[3]){axis, 0, 0}, 0);
@@ -118,6 +126,7 @@ tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
 static tg_status stack_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *x0 = node->in[0];
     int axis = (int)node->arg[0], n = node->n_in;
+    if (gout->numel == 0) return TG_OK;
     int64_t outer = prod(x0->shape, 0, axis), inner = prod(x0->shape, axis, x0->ndim);
     /* Inputs that need no gradient are skipped, but still counted in the offsets (KANN's concat
        backward got this wrong). */

@@ -692,3 +692,16 @@ Test(gradcheck, print_shows_the_verdict_and_the_worst_element) {
     tg_gradcheck_print(NULL, stdout); /* ignored */
     inputs_free(in, 3);
 }
+
+static tg_tensor *identity_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return tg_scale(tape, in[0], 1.0);
+}
+
+Test(gradcheck, nothing_to_compare_fails) {
+    tg_tensor *e = tg_param_new(TG_F64, 2, TT_SHAPE(3, 0));
+    tg_gradcheck_report r;
+    cr_expect_eq(tg_gradcheck(identity_fn, NULL, &e, 1, NULL, &r), 0);
+    cr_expect(strstr(r.message, "nothing to compare"), "%s", r.message);
+    tg_tensor_free(e);
+}

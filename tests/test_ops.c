@@ -210,6 +210,26 @@ Test(ops, forward_values) {
     tg_tensor_free(A), tg_tensor_free(B), tg_tensor_free(r);
 }
 
+/* Empty tensors whose other dims are huge: nothing to compute, and no product may overflow (the
+   sanitizer build checks the arithmetic). */
+Test(ops, empty_tensors_with_huge_dims) {
+    tg_tape *tape = tg_tape_new();
+    const int64_t big = (int64_t)1 << 40;
+    tg_tensor *a = tg_param_new(TG_F64, 3, TT_SHAPE(0, 1, big)), *b = tg_param_new(TG_F64, 3, TT_SHAPE(0, big, 1));
+    tg_tensor *c = tg_param_new(TG_F64, 3, TT_SHAPE(big, (int64_t)1 << 24, 0));
+    tg_tensor *y = tg_add(tape, a, b);
+    cr_assert(y, "%s", tg_last_error());
+    cr_expect_eq(tg_tensor_numel(y), 0);
+    cr_expect_eq(tg_tensor_shape(y)[1], big);
+    tg_tensor *s = tg_slice(tape, c, 1, 2, 5), *st = tg_stack(tape, (tg_tensor *[]){c, c}, 2, 1);
+    cr_assert(s && st, "%s", tg_last_error());
+    tg_tensor *L = tg_add(tape, tg_add(tape, tg_sum(tape, y), tg_sum(tape, s)), tg_sum(tape, st));
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK);
+    cr_expect_eq(tg_tensor_get(L, 0), 0.0);
+    tg_tape_free(tape);
+    tg_tensor_free(a), tg_tensor_free(b), tg_tensor_free(c);
+}
+
 Test(ops, shape_errors_name_the_values) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *a = TT_RAND(TG_F64, 1, 1, 4, 3), *v = TT_RAND(TG_F64, 1, 2, 3), *x = TT_RAND(TG_F64, 1, 3, 2, 5, 3);
@@ -246,6 +266,10 @@ Test(ops, shape_errors_name_the_values) {
     tt_expect_error(TG_ESHAPE, "tg_stack: input 1 has shape (2,5,3), input 0 has (4,3)");
     cr_expect_null(tg_stack(tape, (tg_tensor *[]){a, a}, 2, 3));
     tt_expect_error(TG_EINVAL, "tg_stack: axis 3 is out of range for 2 inputs of shape (4,3)");
+    tg_tensor *d8 = tg_tensor_new(TG_F64, 8, TT_SHAPE(1, 1, 1, 1, 1, 1, 1, 2));
+    cr_expect_null(tg_stack(tape, &d8, 1, 0));
+    tt_expect_error(TG_ESHAPE, "tg_stack: inputs of shape (1,1,1,1,1,1,1,2) already have 8 dims; the result would have 9");
+    tg_tensor_free(d8);
     cr_expect_null(tg_stack(tape, (tg_tensor *[]){a}, 0, 0));
     tt_expect_error(TG_EINVAL, "tg_stack: needs at least one tensor, got 0");
     cr_expect_null(tg_stack(tape, NULL, 2, 0));

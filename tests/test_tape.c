@@ -320,3 +320,141 @@ Test(tape, a_long_chain_backpropagates_without_recursion) {
     tg_tape_free(tape);
     tg_tensor_free(p);
 }
+
+Test(tape, an_output_kept_past_a_reset_is_refused_even_when_its_slot_is_taken) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3);
+    tg_tensor *old = tg_tanh(tape, p); /* the last step's h, kept by mistake */
+    tg_tape_reset(tape);
+    tg_tensor *fresh = tg_scale(tape, p, 2.0); /* the new recording's first output */
+    cr_assert(fresh && fresh != old, "a new recording's outputs never share a header with the last one's");
+    cr_expect_null(tg_tanh(tape, old));
+    tt_expect_error(TG_ESTATE, "tg_tanh: x belongs to a recording that tg_tape_reset ended");
+    cr_expect_eq(tg_backward(tape, old, NULL), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tape was reset");
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, backward_from_a_parameter_leaves_the_recording_usable) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3), *q = tg_param_new(TG_F64, 0, NULL);
+    tg_tensor *L = tg_sum(tape, tg_tanh(tape, p));
+    cr_expect_eq(tg_backward(tape, q, NULL), TG_OK);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(q);
+}
+
+Test(tape, null_arguments_keep_an_earlier_failure) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *a = TT_RAND(TG_F64, 1, 1, 4, 3);
+    tg_clear_error();
+    cr_expect_null(tg_matmul(tape, a, a));
+    cr_expect_eq(tg_tensor_set(NULL, 0, 1.0), TG_ESHAPE);
+    cr_expect_eq(tg_tensor_fill_uniform(NULL, 0, 1, NULL), TG_ESHAPE);
+    cr_expect_eq(tg_retain_grad(tape, NULL), TG_ESHAPE);
+    cr_expect_eq(tg_backward(NULL, NULL, NULL), TG_ESHAPE);
+    cr_expect_null(tg_tensor_clone(NULL));
+    cr_expect_null(tg_tanh(NULL, a)); /* a failed tg_tape_new hands out NULL too */
+    cr_expect_eq(tg_tape_print(NULL, stdout), TG_ESHAPE);
+    tt_expect_error(TG_ESHAPE, "tg_matmul: inner dimensions differ: (4,3) @ (4,3)");
+    tg_tape_free(tape);
+    tg_tensor_free(a);
+}
+
+/* A user's op name is theirs: the DOT file must stay valid whatever it holds. */
+static tg_status same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape) {
+    (void)n, (void)user;
+    *ndim = tg_tensor_ndim(in[0]);
+    memcpy(shape, tg_tensor_shape(in[0]), (size_t)*ndim * sizeof *shape);
+    return TG_OK;
+}
+static tg_status copy_forward(tg_tensor *const *in, int n, tg_tensor *out, void *user) {
+    (void)n, (void)user;
+    memcpy(tg_tensor_data(out), tg_tensor_data(in[0]), (size_t)tg_tensor_numel(out) * sizeof(double));
+    return TG_OK;
+}
+/* Its backward plants a NaN: the anomaly check must name this op. */
+static tg_status nan_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                              void *user) {
+    (void)in, (void)n, (void)out, (void)gout, (void)user;
+    if (grads[0]) ((double *)grads[0])[1] += NAN;
+    return TG_OK;
+}
+static const tg_op_def odd_name = {"my \"op\"\\\n", same_shape, copy_forward, nan_backward};
+static const tg_op_def nan_op = {"nanback", same_shape, copy_forward, nan_backward};
+
+Test(tape, dot_escapes_op_names) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3);
+    cr_assert(tg_custom(tape, &odd_name, &p, 1, NULL));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tg_tape_write_dot(tape, f);
+    fclose(f);
+    cr_expect(strstr(buf, "label=\"%0 my \\\"op\\\"\\\\\\n\\n(3,)\""), "%s", buf);
+    free(buf);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, nonfinite_check_finds_a_nan_born_in_forward) {
+    tg_tape *tape = tg_tape_new();
+    tg_tape_set_checks(tape, TG_CHECK_NONFINITE);
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 2), *q = TT_RAND(TG_F64, 1, 2, 2, 2);
+    ((double *)tg_tensor_data(q))[3] = NAN;
+    tg_tensor *h = tg_matmul(tape, p, p); /* node 0: finite */
+    cr_assert(h);
+    cr_expect_null(tg_tanh(tape, tg_mul(tape, h, q))); /* mul is node 1 and makes the NaN */
+    tt_expect_error(TG_ENONFINITE, "mul: non-finite output in forward at node 1 (inputs (2,2), (2,2))");
+    tg_tape_free(tape);
+    tg_tensor_free(p), tg_tensor_free(q);
+}
+
+Test(tape, nonfinite_check_finds_a_nan_born_in_backward) {
+    tg_tape *tape = tg_tape_new();
+    tg_tape_set_checks(tape, TG_CHECK_SAVED | TG_CHECK_NONFINITE);
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3);
+    tg_tensor *h = tg_tanh(tape, p);                  /* node 0 */
+    tg_tensor *y = tg_custom(tape, &nan_op, &h, 1, NULL); /* node 1: backward plants NaN */
+    tg_tensor *L = tg_sum(tape, tg_scale(tape, y, 2.0));  /* nodes 2, 3 */
+    cr_assert(L);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_ENONFINITE);
+    tt_expect_error(TG_ENONFINITE, "nanback: non-finite gradient in backward at node 1, for input 0 (inputs (3,))");
+    /* with the check off the NaN reaches the parameter silently: what the check is for */
+    tg_tape_reset(tape);
+    tg_tape_set_checks(tape, 0);
+    h = tg_tanh(tape, p);
+    L = tg_sum(tape, tg_custom(tape, &nan_op, &h, 1, NULL));
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK);
+    cr_expect(isnan(((double *)tg_tensor_grad(p))[1]));
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+/* T selects of a (N,T,D) tensor, as a TimeRNN makes: backward adds each step into its region of
+   one gradient, so memory grows like T, not T^2. */
+static int64_t select_memory(int64_t T) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *xs = TT_RAND(TG_F64, 1, 1, 4, T, 8);
+    tg_tensor *L = NULL;
+    for (int64_t t = 0; t < T; t++) {
+        tg_tensor *s = tg_sum(tape, tg_select(tape, xs, 1, t));
+        L = L ? tg_add(tape, L, s) : s;
+    }
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK);
+    for (int64_t i = 0; i < tg_tensor_numel(xs); i++) cr_assert_eq(((double *)tg_tensor_grad(xs))[i], 1.0);
+    int64_t bytes = tg_tape_memory(tape);
+    tg_tape_free(tape);
+    tg_tensor_free(xs);
+    return bytes;
+}
+
+Test(tape, select_backward_memory_grows_linearly_in_T) {
+    int64_t m64 = select_memory(64), m256 = select_memory(256);
+    cr_expect(m256 < 5 * m64, "T=64: %lld bytes, T=256: %lld bytes (4x the steps should cost about 4x)",
+              (long long)m64, (long long)m256);
+    cr_expect_eq(tg_tape_memory(NULL), 0);
+}
