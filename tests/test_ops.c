@@ -13,12 +13,6 @@ typedef struct {
 } op_case;
 
 /* softplus(x) = log(1 + e^x), elementwise: the custom-op door's test case. */
-static tg_status sp_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape) {
-    (void)n, (void)user;
-    *ndim = tg_tensor_ndim(in[0]);
-    memcpy(shape, tg_tensor_shape(in[0]), (size_t)*ndim * sizeof *shape);
-    return TG_OK;
-}
 static tg_status sp_forward(tg_tensor *const *in, int n, tg_tensor *out, void *user) {
     (void)n, (void)user;
     for (int64_t i = 0; i < tg_tensor_numel(out); i++) tg_tensor_set(out, i, log1p(exp(tg_tensor_get(in[0], i))));
@@ -35,7 +29,7 @@ static tg_status sp_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_ten
     }
     return TG_OK;
 }
-static const tg_op_def softplus = {"softplus", sp_shape, sp_forward, sp_backward};
+static const tg_op_def softplus = {"softplus", tt_same_shape, sp_forward, sp_backward};
 
 static tg_tensor *run_op(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     const op_case *c = ctx;
@@ -300,9 +294,9 @@ static tg_status fail_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_t
     return TG_EDTYPE;
 }
 static const tg_op_def bad_shape = {"badshape", fail_shape, sp_forward, sp_backward};
-static const tg_op_def bad_forward = {"badfwd", sp_shape, fail_forward, sp_backward};
-static const tg_op_def bad_backward = {"badbwd", sp_shape, sp_forward, fail_backward};
-static const tg_op_def incomplete = {"half", sp_shape, NULL, sp_backward};
+static const tg_op_def bad_forward = {"badfwd", tt_same_shape, fail_forward, sp_backward};
+static const tg_op_def bad_backward = {"badbwd", tt_same_shape, sp_forward, fail_backward};
+static const tg_op_def incomplete = {"half", tt_same_shape, NULL, sp_backward};
 
 Test(custom, callback_failures_reach_the_caller_with_the_op_name) {
     tg_tape *tape = tg_tape_new();

@@ -363,27 +363,21 @@ Test(tape, null_arguments_keep_an_earlier_failure) {
     tg_tensor_free(a);
 }
 
-/* A user's op name is theirs: the DOT file must stay valid whatever it holds. */
-static tg_status same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape) {
-    (void)n, (void)user;
-    *ndim = tg_tensor_ndim(in[0]);
-    memcpy(shape, tg_tensor_shape(in[0]), (size_t)*ndim * sizeof *shape);
-    return TG_OK;
-}
+/* Custom ops for the DOT and anomaly tests: a copy, whose backward plants a NaN. */
 static tg_status copy_forward(tg_tensor *const *in, int n, tg_tensor *out, void *user) {
     (void)n, (void)user;
     memcpy(tg_tensor_data(out), tg_tensor_data(in[0]), (size_t)tg_tensor_numel(out) * sizeof(double));
     return TG_OK;
 }
-/* Its backward plants a NaN: the anomaly check must name this op. */
 static tg_status nan_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
                               void *user) {
     (void)in, (void)n, (void)out, (void)gout, (void)user;
     if (grads[0]) ((double *)grads[0])[1] += NAN;
     return TG_OK;
 }
-static const tg_op_def odd_name = {"my \"op\"\\\n", same_shape, copy_forward, nan_backward};
-static const tg_op_def nan_op = {"nanback", same_shape, copy_forward, nan_backward};
+/* A user's op name is theirs: the DOT file must stay valid whatever it holds. */
+static const tg_op_def odd_name = {"my \"op\"\\\n", tt_same_shape, copy_forward, nan_backward};
+static const tg_op_def nan_op = {"nanback", tt_same_shape, copy_forward, nan_backward};
 
 Test(tape, dot_escapes_op_names) {
     tg_tape *tape = tg_tape_new();

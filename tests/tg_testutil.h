@@ -14,6 +14,9 @@ tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int
 /* tt_rand with the shape written inline: TT_RAND(TG_F64, 1, 7, 2, 3) is a (2,3) param. */
 #define TT_RAND(dtype, param, seed, ...) tt_rand(dtype, param, seed, TT_NDIM(__VA_ARGS__), TT_SHAPE(__VA_ARGS__))
 
+/* A custom op's shape rule for elementwise ops: the output has inputs[0]'s shape. */
+tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape);
+
 /* Asserts the thread's error is `status` and its message contains `needle`, then clears it. */
 #define tt_expect_error(status, needle)                                                            \
     do {                                                                                           \
