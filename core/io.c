@@ -1,12 +1,14 @@
 /* .npy and safetensors files. A load reads the whole file and checks every size and offset against its
    real length before any of it is used; a save writes a temporary file and renames it over the target. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <threads.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "tg_io.h"
@@ -30,11 +32,20 @@ static const char *snippet(const unsigned char *p, size_t n, char *out) {
     return out;
 }
 
-/* A NULL tensor is usually a failed op's output: keep that first message (cairo's model). */
-static tg_status null_tensor(const char *fn, const char *what, int i) {
-    if (tg_last_status() != TG_OK) return tg_last_status();
-    return i < 0 ? tg__fail(TG_EINVAL, "%s: %s is NULL", fn, what)
-                 : tg__fail(TG_EINVAL, "%s: %s[%d] is NULL", fn, what, i);
+/* A NULL element of an array argument: tg__null with the element named, "names[2]". */
+static tg_status null_elem(const char *fn, const char *what, int i) {
+    char name[48];
+    snprintf(name, sizeof name, "%s[%d]", what, i);
+    return tg__null(fn, name);
+}
+
+/* cJSON allocates through tapegrad's allocator, so that its out-of-memory is reported as such (and
+   allocation-failure tests reach it). cJSON's hooks are one process-wide setting, written here once,
+   before the first use, by whichever thread comes first: call_once makes that write race-free. */
+static once_flag cjson_once = ONCE_FLAG_INIT;
+static void cjson_hooks(void) {
+    cJSON_Hooks h = {tg__malloc, tg__free};
+    cJSON_InitHooks(&h);
 }
 
 /* A file that is not what it claims: TG_EFORMAT, with the function and the path before what was found. */
@@ -68,35 +79,62 @@ static uint64_t nbytes(int ndim, const int64_t *shape, size_t size) {
 
 /* ---- the two halves every format shares: read a whole file, replace a file atomically ---- */
 
+/* What a file that is not a regular one is, for a message. */
+static const char *file_kind(mode_t mode) {
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "neither a file nor a directory";
+}
+
+/* The whole of a regular file, from tg__malloc. Opened non-blocking: a plain open of a FIFO waits for a
+   writer that may never come, and only fstat on the open descriptor says what the path really is (a
+   stat before the open could be of another file). For a regular file O_NONBLOCK changes nothing. */
 static tg_status read_file(const char *fn, const char *path, unsigned char **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg__fail(TG_EIO, "%s: cannot open %s: %s", fn, path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return tg__fail(TG_EIO, "%s: cannot open %s: %s", fn, path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         int err = errno;
-        fclose(f);
+        close(fd);
         return tg__fail(TG_EIO, "%s: cannot stat %s: %s", fn, path, strerror(err));
     }
-    /* A directory opens fine on Linux and then fails to read; say what it is instead. */
     if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return tg__fail(TG_EIO, "%s: %s is not a regular file", fn, path);
+        close(fd);
+        return tg__fail(TG_EIO, "%s: %s is not a regular file: it is %s", fn, path, file_kind(st.st_mode));
+    }
+    /* The size is trusted: a file of /proc reports 0 and holds text, which no tensor file is. */
+    if (st.st_size == 0) {
+        close(fd);
+        return tg__fail(TG_EFORMAT, "%s: %s: the file is empty (size 0)", fn, path);
     }
     if ((uintmax_t)st.st_size > SIZE_MAX / 2) {
-        fclose(f);
+        close(fd);
         return tg__fail(TG_ENOMEM, "%s: %s is too large to read (%jd bytes)", fn, path, (intmax_t)st.st_size);
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)st.st_size, got = 0;
     unsigned char *p = tg__malloc(n);
     if (!p) {
-        fclose(f);
+        close(fd);
         return tg__fail(TG_ENOMEM, "%s: out of memory for the %zu bytes of %s", fn, n, path);
     }
-    size_t got = fread(p, 1, n, f);
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
+    int err = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r > 0) {
+            got += (size_t)r;
+        } else if (r == 0) {
+            break;
+        } else if (errno != EINTR) {
+            err = errno;
+            break;
+        }
+    }
+    close(fd);
     if (got != n) {
         tg__free(p);
         return tg__fail(TG_EIO, "%s: cannot read %s: %s", fn, path,
@@ -332,7 +370,7 @@ static tg_status npy_parse(const char *path, const unsigned char *buf, size_t le
 }
 
 tg_tensor *tg_load_npy(const char *path) {
-    if (!path) return tg__fail(TG_EINVAL, "tg_load_npy: path is NULL"), NULL;
+    if (!path) return tg__null("tg_load_npy", "path"), NULL;
     unsigned char *buf;
     size_t len;
     if (read_file("tg_load_npy", path, &buf, &len)) return NULL;
@@ -343,8 +381,8 @@ tg_tensor *tg_load_npy(const char *path) {
 }
 
 tg_status tg_save_npy(const char *path, tg_tensor *t) {
-    if (!path) return tg__fail(TG_EINVAL, "tg_save_npy: path is NULL");
-    if (!t) return null_tensor("tg_save_npy", "t", -1);
+    if (!path) return tg__null("tg_save_npy", "path");
+    if (!t) return tg__null("tg_save_npy", "t");
     /* Byte for byte what np.save writes: the dict, then spaces and '\n' up to a multiple of 64 bytes.
        (NumPy 1.24 also leaves room for the first dim to grow to 21 digits, and pads a whole 64 bytes
        when already aligned; for any shape NumPy can hold, neither changes the 128-byte header.) Eight
@@ -535,10 +573,16 @@ static tg_status st_parse(const char *fn, const char *path, const unsigned char 
     memcpy(json, hdr, (size_t)hlen);
     json[hlen] = '\0';
     const char *end = NULL;
+    call_once(&cjson_once, cjson_hooks);
+    (void)tg__alloc_failed(1);
     cJSON *root = cJSON_ParseWithLengthOpts(json, (size_t)hlen, &end, 0);
     tg_status st = TG_OK;
     size_t at = end ? (size_t)(end - json) : 0;
-    if (!root) {
+    if (!root && tg__alloc_failed(0)) {
+        /* cJSON returns NULL for both: only the allocator knows which it was */
+        st = tg__fail(TG_ENOMEM, "%s: %s: out of memory while parsing the %" PRIu64 "-byte JSON header", fn,
+                      path, hlen);
+    } else if (!root) {
         st = bad(fn, path, "bad JSON in the header at byte %zu: \"%s\"", at,
                  snippet(hdr + at, hlen - at, snip));
     } else {
@@ -591,11 +635,10 @@ tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***
     if (tensors_out) *tensors_out = NULL;
     if (n_out) *n_out = 0;
     if (!path || !names_out || !tensors_out || !n_out)
-        return tg__fail(TG_EINVAL, "%s: %s is NULL", fn,
-                        !path          ? "path"
-                        : !names_out   ? "names_out"
-                        : !tensors_out ? "tensors_out"
-                                       : "n_out");
+        return tg__null(fn, !path          ? "path"
+                            : !names_out   ? "names_out"
+                            : !tensors_out ? "tensors_out"
+                                           : "n_out");
     unsigned char *buf;
     size_t len;
     tg_status st = read_file(fn, path, &buf, &len);
@@ -628,8 +671,12 @@ static int add_ints(cJSON *obj, const char *key, const int64_t *v, int n) {
 }
 
 /* The JSON header: __metadata__ first (as the safetensors package writes it), then one entry per tensor
-   in the caller's order, which is also the data order. NULL when out of memory. */
-static char *st_header_json(const char *const *names, tg_tensor *const *tensors, int n) {
+   in the caller's order, which is also the data order, into *out (free with cJSON_free). Only an
+   allocation can fail, in building the tree or in printing it; the message says which. */
+static tg_status st_header_json(const char *fn, const char *const *names, tg_tensor *const *tensors, int n,
+                                char **out) {
+    *out = NULL;
+    call_once(&cjson_once, cjson_hooks);
     cJSON *root = cJSON_CreateObject(), *meta = NULL;
     int ok = root != NULL;
     if (ok && n) ok = (meta = cJSON_AddObjectToObject(root, "__metadata__")) != NULL;
@@ -653,28 +700,38 @@ static char *st_header_json(const char *const *names, tg_tensor *const *tensors,
              cJSON_AddStringToObject(meta, key, hash);
     }
     tg__free(key);
-    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    if (!ok) {
+        cJSON_Delete(root);
+        return tg__fail(TG_ENOMEM, "%s: out of memory for the header of %d tensors", fn, n);
+    }
+    (void)tg__alloc_failed(1);
+    *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    return json;
+    if (*out) return TG_OK;
+    /* cJSON's printer fails only when an allocation does; say so even if it ever finds another reason */
+    if (tg__alloc_failed(0))
+        return tg__fail(TG_ENOMEM, "%s: out of memory while printing the JSON header of %d tensors", fn, n);
+    return tg__fail(TG_EINVAL, "%s: cJSON could not print the header of %d tensors", fn, n);
 }
 
 tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors, int n) {
     static const char fn[] = "tg_save_safetensors";
     if (!path || (n > 0 && (!names || !tensors)))
-        return tg__fail(TG_EINVAL, "%s: %s is NULL", fn, !path ? "path" : !names ? "names" : "tensors");
+        return tg__null(fn, !path ? "path" : !names ? "names" : "tensors");
     if (n < 0) return tg__fail(TG_EINVAL, "%s: n is %d", fn, n);
     for (int i = 0; i < n; i++) {
-        if (!names[i]) return tg__fail(TG_EINVAL, "%s: names[%d] is NULL", fn, i);
+        if (!names[i]) return null_elem(fn, "names", i);
         if (!names[i][0]) return tg__fail(TG_EINVAL, "%s: names[%d] is empty", fn, i);
         if (!strcmp(names[i], "__metadata__"))
             return tg__fail(TG_EINVAL, "%s: names[%d] is \"__metadata__\", which the format reserves", fn, i);
-        if (!tensors[i]) return null_tensor(fn, "tensors", i);
+        if (!tensors[i]) return null_elem(fn, "tensors", i);
         for (int j = 0; j < i; j++)
             if (!strcmp(names[i], names[j]))
                 return tg__fail(TG_EINVAL, "%s: names[%d] and names[%d] are both \"%s\"", fn, j, i, names[i]);
     }
-    char *json = st_header_json(names, tensors, n);
-    if (!json) return tg__fail(TG_ENOMEM, "%s: out of memory for the header of %d tensors", fn, n);
+    char *json;
+    tg_status st = st_header_json(fn, names, tensors, n, &json);
+    if (st) return st;
     /* Spaces pad the header to a multiple of 8 bytes, so the data is 8-byte aligned, as the package does. */
     size_t jl = strlen(json), hl = (jl + 7) / 8 * 8;
     unsigned char *head = tg__malloc(8 + hl);
@@ -691,7 +748,7 @@ tg_status tg_save_safetensors(const char *path, const char *const *names, tg_ten
     c[0] = (chunk){head, 8 + hl};
     for (int i = 0; i < n; i++)
         c[i + 1] = (chunk){tensors[i]->data, (size_t)tensors[i]->numel * tg__dsize(tensors[i]->dtype)};
-    tg_status st = save_atomic(fn, path, c, n + 1);
+    st = save_atomic(fn, path, c, n + 1);
     tg__free(c);
     tg__free(head);
     return st;

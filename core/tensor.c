@@ -7,6 +7,14 @@
 
 /* Fault injection for tests: thread-local so parallel tests do not disturb each other. */
 static _Thread_local int64_t alloc_calls, alloc_fail_at;
+/* Set by every tg__malloc that returns NULL, injected or real; see tg__alloc_failed. */
+static _Thread_local int alloc_failed;
+
+int tg__alloc_failed(int reset) {
+    int failed = alloc_failed;
+    if (reset) alloc_failed = 0;
+    return failed;
+}
 
 void tg__alloc_fail_at(int64_t k) {
     alloc_calls = 0;
@@ -15,12 +23,19 @@ void tg__alloc_fail_at(int64_t k) {
 int64_t tg__alloc_count(void) { return alloc_calls; }
 
 void *tg__malloc(size_t size) {
-    if (alloc_fail_at > 0 && ++alloc_calls == alloc_fail_at) return NULL;
+    void *p = NULL;
+    if (alloc_fail_at > 0 && ++alloc_calls == alloc_fail_at) {
+        alloc_failed = 1;
+        return NULL;
+    }
     if (alloc_fail_at <= 0) alloc_calls++;
     /* aligned_alloc wants a multiple of the alignment; 64 bytes is a cache line and an AVX-512 row. */
-    if (size > SIZE_MAX - 63) return NULL;
-    size_t rounded = (size + 63) & ~(size_t)63;
-    return aligned_alloc(64, rounded ? rounded : 64);
+    if (size <= SIZE_MAX - 63) {
+        size_t rounded = (size + 63) & ~(size_t)63;
+        p = aligned_alloc(64, rounded ? rounded : 64);
+    }
+    if (!p) alloc_failed = 1;
+    return p;
 }
 
 void *tg__calloc(size_t size) {

@@ -75,6 +75,9 @@ void *tg__calloc(size_t size);
 void tg__free(void *p);
 void tg__alloc_fail_at(int64_t k);
 int64_t tg__alloc_count(void);
+/* Whether a tg__malloc on this thread has returned NULL since the last call with reset set, which then
+   clears it: tells a library's NULL that means out of memory (cJSON's) from one that means bad input. */
+int tg__alloc_failed(int reset);
 /* file IO (core/io.c): a test build makes the k-th low-level write step of a save (write, flush, fsync,
    close, rename) fail with EIO (0: never), to prove a failed save leaves the old file and no temp file. */
 void tg__io_fail_write_at(int64_t k);

@@ -11,17 +11,34 @@
  *     h0 = zero                           no state: the seed's np.zeros((N,H))
  *     h0 = zero + detach(state)           state from set_state or from the last stateful forward
  * so h0 has the right value, and since d h0 / d zero = I, backward leaves dL/dh0 in zero's gradient.
- * The forward clears that gradient first (it is of the last forward only), and tg_time_rnn_dh copies
- * it out. Keeping zero's data constant matters: matmul saves h0 for backward, and a leaf rewritten
- * between forward and backward would be caught (TG_CHECK_SAVED) or, unchecked, give wrong gradients.
+ * The forward clears that gradient first, and tg_time_rnn_dh copies it out. Keeping zero's data
+ * constant matters: matmul saves h0 for backward, and a leaf rewritten between forward and backward
+ * would be caught (TG_CHECK_SAVED) or, unchecked, give wrong gradients.
+ *
+ * One zero leaf (and its dh) per batch size N the layer has seen, each kept until tg_time_rnn_free:
+ * a recording may hold forwards of several N (a smaller last batch), and freeing a leaf it saved
+ * would have backward read freed memory. The layer cannot know when a recording is done with a leaf
+ * (it may never be backpropagated, or outlive a tg_tape_reset of another tape), so it never frees one.
+ * Every forward of one N shares that N's leaf, so when one recording holds two such forwards, backward
+ * adds both their dL/dh0 into it and dh is their sum (see tg_time_rnn_dh). A leaf per forward would
+ * make dh exactly the last forward's, but costs two mallocs per forward, in a loop that otherwise
+ * does none once warm, and, never freed for the reason above, grows without bound; recycling leaves
+ * safely would need the tape to say which recordings are done. The sum is documented instead.
  * The detach copies the state into the tape, so set_state or a stateful forward may rewrite the
  * layer's state buffer while an earlier recording still waits for its backward. The state enters as
  * a constant: no gradient flows into the previous chunk, which is what truncated BPTT means.
  */
 #include <limits.h>
 #include <string.h>
+#include "rnn_internal.h"
 #include "tg_internal.h"
 #include "tg_rnn.h"
+
+/* The initial-state leaf of one batch size: zero (N,H), a param whose data is always 0, whose gradient
+   is dL/dh0; dh (N,H), what tg_time_rnn_dh hands out, a copy of zero's gradient. */
+typedef struct {
+    tg_tensor *zero, *dh;
+} h0_leaf;
 
 struct tg_time_rnn {
     tg_tensor *Wx, *Wh, *b; /* borrowed: the caller's parameters */
@@ -30,16 +47,16 @@ struct tg_time_rnn {
     int stateful;
     int has_state;     /* state holds the initial hidden state of the next forward */
     tg_tensor *state;  /* (N,H), no gradient; NULL until set_state or a stateful forward */
-    tg_tensor *zero;   /* (N,H) param, data always 0; its gradient is dL/dh0 of the last forward */
-    tg_tensor *dh;     /* (N,H) what tg_time_rnn_dh hands out: a copy of zero's gradient */
-    int forwarded;     /* a forward has run, so dh means something */
+    h0_leaf *leaves;   /* one per batch size seen, in the order first seen; never freed before the layer */
+    int n_leaves, cap_leaves;
+    int last;          /* leaves[last] is the last forward's; -1 before the first forward */
 };
 
-/* A NULL argument that came from an earlier failed call keeps that call's message: errors chain, so a
-   caller may check once at the end. */
+/* A NULL argument that came from an earlier failed call keeps that call's message (tg__null): errors
+   chain, so a caller may check once at the end. */
 static int null_arg(const char *fn, const char *name, const void *p) {
     if (p) return 0;
-    if (!tg_last_status()) tg__fail(TG_EINVAL, "%s: %s is NULL", fn, name);
+    tg__null(fn, name);
     return 1;
 }
 
@@ -50,8 +67,8 @@ static int same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
     return 1;
 }
 
-/* Checks Wx (D,H), Wh (H,H) and b (H,) against each other, taking D and H from Wx. */
-static int bad_params(const char *fn, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b) {
+/* Declared in rnn_internal.h: rnn_ref.c checks its parameters here too. */
+int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
     if (null_arg(fn, "Wx", Wx) || null_arg(fn, "Wh", Wh) || null_arg(fn, "b", b)) return 1;
     if (tg_tensor_ndim(Wx) != 2) {
@@ -88,7 +105,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
     static const char fn[] = "tg_rnn_cell";
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR], s3[TG__SHAPE_STR];
     if (null_arg(fn, "tape", tape) || null_arg(fn, "x", x) || null_arg(fn, "h_prev", h_prev) ||
-        bad_params(fn, Wx, Wh, b))
+        tg__rnn_bad_params(fn, Wx, Wh, b))
         return NULL;
     /* The ops would catch these too, but in terms of (4,3) @ (5,2); the RNN's letters say which
        argument is off. */
@@ -124,7 +141,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
 /* ---- TimeRNN --------------------------------------------------------------------------------- */
 
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful) {
-    if (bad_params("tg_time_rnn_new", Wx, Wh, b)) return NULL;
+    if (tg__rnn_bad_params("tg_time_rnn_new", Wx, Wh, b)) return NULL;
     tg_time_rnn *layer = tg__calloc(sizeof *layer);
     if (!layer) {
         tg__fail(TG_ENOMEM, "tg_time_rnn_new: out of memory for the layer");
@@ -137,36 +154,51 @@ tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int sta
     layer->D = tg_tensor_shape(Wx)[0];
     layer->H = tg_tensor_shape(Wx)[1];
     layer->stateful = stateful != 0;
+    layer->last = -1;
     return layer;
 }
 
 void tg_time_rnn_free(tg_time_rnn *layer) {
     if (!layer) return;
     tg_tensor_free(layer->state);
-    tg_tensor_free(layer->zero);
-    tg_tensor_free(layer->dh);
+    for (int i = 0; i < layer->n_leaves; i++) {
+        tg_tensor_free(layer->leaves[i].zero);
+        tg_tensor_free(layer->leaves[i].dh);
+    }
+    tg__free(layer->leaves);
     tg__free(layer);
 }
 
-/* Makes zero and dh (N,H) for this batch size, and state too for a stateful layer, so that nothing
-   can fail after the forward's ops have run. New buffers are made before old ones go, so a failure
-   leaves the layer as it was. */
-static tg_status size_buffers(tg_time_rnn *layer, int64_t N) {
+/* Finds, or makes, the h0 leaf of batch size N into *leaf, and sizes state for a stateful layer, so
+   that nothing can fail after the forward's ops have run. A failure leaves the layer as it was (the
+   leaf array may have grown, with the same leaves in it). */
+static tg_status size_buffers(tg_time_rnn *layer, int64_t N, int *leaf) {
     int64_t shape[2] = {N, layer->H};
-    if (!layer->zero || tg_tensor_shape(layer->zero)[0] != N) {
-        tg_tensor *zero = tg_param_new(layer->dtype, 2, shape);
+    int i = 0;
+    while (i < layer->n_leaves && tg_tensor_shape(layer->leaves[i].zero)[0] != N) i++;
+    if (i == layer->n_leaves) {
+        h0_leaf *leaves = layer->leaves;
+        if (i == layer->cap_leaves) {
+            int cap = layer->cap_leaves ? 2 * layer->cap_leaves : 4;
+            leaves = i < INT_MAX / 2 ? tg__malloc((size_t)cap * sizeof *leaves) : NULL;
+            if (leaves) {
+                if (i) memcpy(leaves, layer->leaves, (size_t)i * sizeof *leaves);
+                layer->cap_leaves = cap; /* the old array's contents are all in the new one */
+                tg__free(layer->leaves);
+                layer->leaves = leaves;
+            }
+        }
+        tg_tensor *zero = leaves ? tg_param_new(layer->dtype, 2, shape) : NULL;
         tg_tensor *dh = zero ? tg_tensor_new(layer->dtype, 2, shape) : NULL;
         if (!dh) {
             tg_tensor_free(zero);
             return tg__fail(TG_ENOMEM, "tg_time_rnn_forward: out of memory for the (%lld,%lld) initial "
                             "state", (long long)N, (long long)layer->H);
         }
-        tg_tensor_free(layer->zero);
-        tg_tensor_free(layer->dh);
-        layer->zero = zero;
-        layer->dh = dh;
-        layer->forwarded = 0;
+        layer->leaves[i] = (h0_leaf){zero, dh};
+        layer->n_leaves++;
     }
+    *leaf = i;
     if (layer->stateful && (!layer->state || tg_tensor_shape(layer->state)[0] != N)) {
         /* Only reached without a state (a kept state of another N is refused before): safe to drop. */
         tg_tensor *state = tg_tensor_new(layer->dtype, 2, shape);
@@ -207,12 +239,14 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
                  tg__shape_str(3, tg_tensor_shape(xs), s2), (long long)N);
         return NULL;
     }
-    if (size_buffers(layer, N)) return NULL;
+    int leaf = -1;
+    if (size_buffers(layer, N, &leaf)) return NULL;
 
-    tg_zero_grad(layer->zero); /* dh is the last forward's */
-    layer->forwarded = 1;
-    tg_tensor *h = layer->zero;
-    if (layer->has_state) h = tg_add(tape, layer->zero, tg_detach(tape, layer->state));
+    tg_tensor *zero = layer->leaves[leaf].zero;
+    tg_zero_grad(zero); /* dh starts from this forward (tg_time_rnn_dh says what it sums) */
+    layer->last = leaf;
+    tg_tensor *h = zero;
+    if (layer->has_state) h = tg_add(tape, zero, tg_detach(tape, layer->state));
 
     /* One cell per step, as the seed's loop; hs[:, t, :] = h becomes a stack of the T h's. The list
        lives in the tape's arena, so a warm training loop does no malloc here. */
@@ -268,11 +302,12 @@ void tg_time_rnn_reset_state(tg_time_rnn *layer) {
 
 tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer) {
     if (null_arg("tg_time_rnn_dh", "layer", layer)) return NULL;
-    if (!layer->forwarded) {
+    if (layer->last < 0) {
         tg__fail(TG_ESTATE, "tg_time_rnn_dh: no forward has run: there is no initial state to differentiate");
         return NULL;
     }
-    memcpy(tg_tensor_data(layer->dh), tg_tensor_grad(layer->zero),
-           (size_t)tg_tensor_numel(layer->dh) * tg__dsize(layer->dtype));
-    return layer->dh;
+    h0_leaf *l = &layer->leaves[layer->last];
+    memcpy(tg_tensor_data(l->dh), tg_tensor_grad(l->zero),
+           (size_t)tg_tensor_numel(l->dh) * tg__dsize(layer->dtype));
+    return l->dh;
 }

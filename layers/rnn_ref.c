@@ -16,6 +16,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include "rnn_internal.h"
 #include "tg_internal.h"
 #include "tg_rnn.h"
 
@@ -175,12 +176,12 @@ static void time_rnn_backward(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_te
 /* ---- the public entry: argument checks, then forward and backward ------------------------------ */
 
 /* Checks that t (named name) has dtype dt and the shape want[0..nd); fills a message otherwise.
-   required 0 lets t be NULL. */
+   required 0 lets t be NULL; a required NULL keeps an earlier failure (tg__null). */
 static int bad_arg(const char *name, const tg_tensor *t, int required, tg_dtype dt, int nd,
                    const int64_t *want, const char *letters) {
     char got[TG__SHAPE_STR], exp[TG__SHAPE_STR];
     if (!t) {
-        if (required) tg__fail(TG_EINVAL, "tg_time_rnn_ref: %s is NULL", name);
+        if (required) tg__null("tg_time_rnn_ref", name);
         return required;
     }
     if (tg_tensor_dtype(t) != dt) {
@@ -202,21 +203,19 @@ static int bad_arg(const char *name, const tg_tensor *t, int required, tg_dtype 
 tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b,
                           tg_tensor *dhs, tg_tensor *hs, tg_tensor *dxs, tg_tensor *dWx,
                           tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0) {
+    static const char fn[] = "tg_time_rnn_ref";
     char buf[TG__SHAPE_STR];
-    if (!xs) return tg__fail(TG_EINVAL, "tg_time_rnn_ref: xs is NULL");
-    if (!Wx) return tg__fail(TG_EINVAL, "tg_time_rnn_ref: Wx is NULL");
+    if (!xs) return tg__null(fn, "xs");
+    /* The parameters among themselves, by the layer's own check: Wx (D,H), Wh (H,H), b (H,), one
+       dtype. What only the reference checks follows: Wx's D and dtype, and the rest, against xs. */
+    if (tg__rnn_bad_params(fn, Wx, Wh, b)) return tg_last_status();
     if (tg_tensor_ndim(xs) != 3)
-        return tg__fail(TG_ESHAPE, "tg_time_rnn_ref: xs is %s, want 3 dims (N,T,D)",
+        return tg__fail(TG_ESHAPE, "%s: xs is %s, want 3 dims (N,T,D)", fn,
                         tg__shape_str(tg_tensor_ndim(xs), tg_tensor_shape(xs), buf));
-    if (tg_tensor_ndim(Wx) != 2)
-        return tg__fail(TG_ESHAPE, "tg_time_rnn_ref: Wx is %s, want 2 dims (D,H)",
-                        tg__shape_str(tg_tensor_ndim(Wx), tg_tensor_shape(Wx), buf));
     const int64_t *s = tg_tensor_shape(xs);
     int64_t N = s[0], T = s[1], D = s[2], H = tg_tensor_shape(Wx)[1];
     tg_dtype dt = tg_tensor_dtype(xs);
-    if (bad_arg("Wx", Wx, 1, dt, 2, (int64_t[]){D, H}, "(D,H)") ||
-        bad_arg("Wh", Wh, 1, dt, 2, (int64_t[]){H, H}, "(H,H)") ||
-        bad_arg("b", b, 1, dt, 1, (int64_t[]){H}, "(H,)") ||
+    if (bad_arg("Wx", Wx, 1, dt, 2, (int64_t[]){D, H}, "(D,H)") || /* Wx's D and dtype against xs */
         bad_arg("h0", h0, 0, dt, 2, (int64_t[]){N, H}, "(N,H)") ||
         bad_arg("hs", hs, 1, dt, 3, (int64_t[]){N, T, H}, "(N,T,H)") ||
         bad_arg("dhs", dhs, 0, dt, 3, (int64_t[]){N, T, H}, "(N,T,H)") ||

@@ -29,8 +29,9 @@ typedef struct tg_time_rnn tg_time_rnn;
      not stateful: forward never changes the state; set_state's h starts every forward until
                    reset_state (the seed ignores set_state here; a decoder handed its encoder's state
                    is the use).
-   The layer owns, beside the state, an (N,H) parameter leaf whose data is always zero: h0 is that
-   leaf (plus the state when there is one), so backward leaves dL/dh0 in its gradient, which
+   The layer owns, beside the state, an (N,H) parameter leaf whose data is always zero, one for each
+   batch size N it has run a forward with, each kept until tg_time_rnn_free: h0 is the leaf of xs's N
+   (plus the state when there is one), so backward leaves dL/dh0 in its gradient, which
    tg_time_rnn_dh reads. It is not one of the model's parameters (an optimizer never sees it).
    NULL with TG_EINVAL (a NULL argument), TG_ESHAPE (Wx not 2-d, Wh not (H,H), b not (H,)),
    TG_EDTYPE (not one dtype) or TG_ENOMEM. */
@@ -39,9 +40,10 @@ void tg_time_rnn_free(tg_time_rnn *layer);
 /* xs (N,T,D) -> hs (N,T,H), recorded on tape: per step a select (recorded when xs needs a
    gradient) and the cell's five ops, then one stack, and one add first when a state is set. T >= 1.
    N is free, but a kept state fixes it: xs of another N is refused (TG_ESHAPE) until reset_state or
-   set_state. A failed forward leaves the kept state as it was. The layer's (N,H) leaf is replaced
-   when N changes, so backpropagate or reset a recording of a forward with another N before running
-   this one (as with any leaf a tape uses). Errors: NULL with TG_EINVAL, TG_ESHAPE (xs not (N,T,D)
+   set_state. A failed forward leaves the kept state as it was. Forwards of several N may share one
+   recording (a smaller last batch): the first forward of each new N allocates its (N,H) leaf, which
+   stays until tg_time_rnn_free, so memory grows with the number of distinct N seen. Errors: NULL
+   with TG_EINVAL (a NULL argument keeps an earlier failure's message), TG_ESHAPE (xs not (N,T,D)
    with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ENOMEM, or any op's error. */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);
 /* Copies h (N,H) as the initial state of the following forwards (see tg_time_rnn_new): h may be
@@ -53,9 +55,16 @@ tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h);
 void tg_time_rnn_reset_state(tg_time_rnn *layer);
 /* (N,H): dL/dh0, the gradient of the loss with respect to the initial hidden state of the last
    forward, once that forward's recording has been backpropagated (the seed's self.dh; what a decoder
-   hands back to its encoder). Between a forward and its backward it reads zeros. Owned by the layer
-   and overwritten by the next call: copy it to keep it. NULL with TG_EINVAL (layer NULL) or
-   TG_ESTATE (no forward has run yet). */
+   hands back to its encoder). N is the last forward's. Between a forward and its backward it reads
+   zeros. Owned by the layer and overwritten by the next call: copy it to keep it. NULL with
+   TG_EINVAL (layer NULL) or TG_ESTATE (no forward has run yet).
+   Precisely, it is the gradient of the layer's leaf for that N (see tg_time_rnn_new), which each
+   forward of that N starts from and clears: the sum of dL/dh0 over every forward of that N in the
+   recordings backpropagated after the last forward of that N. In the usual loop (one forward per
+   recording, backpropagated before the next forward, whatever the batch sizes) that is exactly the
+   last forward's dL/dh0. When one recording holds two forwards of the layer with the same N (two
+   sequences through one layer, two chunks in one recording), it is the sum of their dL/dh0; forwards
+   of another N have leaves of their own and add nothing. */
 tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer);
 
 /* The seed's formulas, fixed, with no tape (layers/rnn_ref.c, to read beside the seed notebook).
@@ -64,8 +73,8 @@ tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer);
    caller-allocated, must not overlap the inputs, and are overwritten, not added to. h0 NULL means
    zeros; dhs NULL runs the forward only; any gradient output may be NULL when not wanted. f32 or f64
    (one dtype throughout); the arithmetic is done in double either way. TG_EINVAL (NULL xs, Wx, Wh,
-   b or hs), TG_ESHAPE (the message names the tensor, its shape and the one wanted), TG_EDTYPE,
-   TG_ENOMEM (one scratch buffer of 2 N H doubles). */
+   b or hs; a NULL keeps an earlier failure's message), TG_ESHAPE (the message names the tensor, its
+   shape and the one wanted), TG_EDTYPE, TG_ENOMEM (one scratch buffer of 2 N H doubles). */
 tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b,
                           tg_tensor *dhs, tg_tensor *hs, tg_tensor *dxs, tg_tensor *dWx,
                           tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0);

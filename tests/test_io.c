@@ -198,7 +198,7 @@ typedef struct {
 
 static const npy_case npy_cases[] = {
     {"PNG magic", RAW("\x89PNG\r\n\x1a\n\0\0\0\0"), "bad magic \"?PNG??\""},
-    {"empty file", RAW(""), "bad magic \"\""},
+    {"empty file", RAW(""), "the file is empty (size 0)"},
     {"truncated magic", RAW("\x93NUM"), "bad magic"},
     {"preamble cut in the version", RAW("\x93NUMPY\x01"), "inside the preamble"},
     {"preamble cut in the length", RAW("\x93NUMPY\x01\x00\x10"), "inside the preamble"},
@@ -309,6 +309,41 @@ Test(io, missing_and_odd_files_are_eio) {
     cr_expect_eq(tg_load_safetensors(in_dir("none.safetensors"), &names, &ts, &n), TG_EIO);
     cr_expect(names == NULL && ts == NULL && n == 0);
     tt_expect_error(TG_EIO, "No such file");
+}
+
+/* Loads p both ways; each must fail with status and a message holding p and needle. */
+static void expect_load_fails(const char *p, tg_status status, const char *needle) {
+    char **names = (char **)1;
+    tg_tensor **ts = (tg_tensor **)1;
+    int n = 7;
+    tg_clear_error();
+    cr_expect_null(tg_load_npy(p), "%s loaded", p);
+    cr_expect(strstr(tg_last_error(), "tg_load_npy: ") && strstr(tg_last_error(), p), "%s", tg_last_error());
+    tt_expect_error(status, needle);
+    cr_expect_eq(tg_load_safetensors(p, &names, &ts, &n), status, "%s", tg_last_error());
+    cr_expect(names == NULL && ts == NULL && n == 0);
+    cr_expect(strstr(tg_last_error(), "tg_load_safetensors: ") && strstr(tg_last_error(), p), "%s",
+              tg_last_error());
+    tt_expect_error(status, needle);
+}
+
+/* A FIFO with no writer once made the load wait in fopen forever (the timeout catches a regression);
+   it, a device and a directory are refused saying what they are. A file of size 0 (an empty one, or one
+   of /proc, which reports 0 and holds text) is called empty, not a bad magic "". */
+Test(io, fifo_device_and_empty_files_are_refused, .timeout = 30) {
+    const char *fifo = in_dir("pipe.npy");
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+    expect_load_fails(fifo, TG_EIO, "is not a regular file: it is a FIFO (named pipe)");
+    expect_load_fails("/dev/null", TG_EIO, "/dev/null is not a regular file: it is a character device");
+    expect_load_fails(dir, TG_EIO, "is not a regular file: it is a directory");
+    const char *empty = in_dir("empty.safetensors");
+    write_bytes(empty, "", 0);
+    expect_load_fails(empty, TG_EFORMAT, "the file is empty (size 0)");
+    struct stat st;
+    if (stat("/proc/self/status", &st) == 0 && st.st_size == 0)
+        expect_load_fails("/proc/self/status", TG_EFORMAT, "/proc/self/status: the file is empty (size 0)");
+    else
+        cr_log_warn("no /proc/self/status of size 0 here: that case is not checked");
 }
 
 /* ---- safetensors ---- */
@@ -695,6 +730,44 @@ Test(io, null_tensor_keeps_the_first_error) {
     cr_expect_eq(temp_files(), 0);
 }
 
+/* Every NULL argument of the file functions, after a real failed op: each keeps that op's status and
+   message (tg__null), so a chain of calls can be checked once at its end. */
+Test(io, every_null_keeps_an_earlier_failure) {
+    tg_tensor *a = TT_RAND(TG_F64, 0, 1, 4, 3), *t = TT_RAND(TG_F32, 0, 2, 2);
+    tg_tape *tape = tg_tape_new();
+    tg_clear_error();
+    cr_assert_null(tg_matmul(tape, a, a));
+    cr_assert_eq(tg_last_status(), TG_ESHAPE);
+    char first[512];
+    snprintf(first, sizeof first, "%s", tg_last_error());
+    const char *p = in_dir("n.safetensors"), *name = "t", *null_name[1] = {NULL};
+    tg_tensor *null_t[2] = {t, NULL};
+    char **ln;
+    tg_tensor **lt;
+    int m;
+    tg_status st[12] = {
+        tg_save_npy(NULL, t),
+        tg_save_npy(p, NULL),
+        tg_load_npy(NULL) ? TG_OK : tg_last_status(),
+        tg_save_safetensors(NULL, &name, &t, 1),
+        tg_save_safetensors(p, NULL, &t, 1),
+        tg_save_safetensors(p, &name, NULL, 1),
+        tg_save_safetensors(p, null_name, &t, 1),
+        tg_save_safetensors(p, (const char *const[]){"a", "b"}, null_t, 2),
+        tg_load_safetensors(NULL, &ln, &lt, &m),
+        tg_load_safetensors(p, NULL, &lt, &m),
+        tg_load_safetensors(p, &ln, NULL, &m),
+        tg_load_safetensors(p, &ln, &lt, NULL),
+    };
+    for (int i = 0; i < 12; i++) cr_expect_eq(st[i], TG_ESHAPE, "call %d: %s", i, tg_status_name(st[i]));
+    cr_expect_str_eq(tg_last_error(), first);
+    cr_expect_eq(access(p, F_OK), -1, "a failed save made a file");
+    cr_expect_eq(temp_files(), 0);
+    tg_clear_error();
+    tg_tape_free(tape);
+    tg_tensor_free(a), tg_tensor_free(t);
+}
+
 /* ---- allocation failures ---- */
 
 typedef enum { SAVE_NPY, LOAD_NPY, SAVE_ST, LOAD_ST } io_op;
@@ -707,9 +780,15 @@ static void alloc_loop(io_op op) {
     const char *p = in_dir(op < SAVE_ST ? "a.npy" : "a.safetensors");
     tg_status st = op < SAVE_ST ? tg_save_npy(p, ts[0]) : tg_save_safetensors(p, names, ts, 3);
     cr_assert_eq(st, TG_OK, "%s", tg_last_error());
+    /* cJSON allocates through tg__malloc too: some k must fail inside its parser or printer, and be
+       told from bad JSON. */
+    const char *in_json = op == LOAD_ST ? "out of memory while parsing the"
+                          : op == SAVE_ST ? "out of memory while printing the JSON header"
+                                          : NULL;
+    int json_failures = 0;
     int k = 1;
     for (;; k++) {
-        cr_assert_lt(k, 100);
+        cr_assert_lt(k, 2000);
         tg_clear_error();
         tg_tensor *t = NULL, **lt = NULL;
         char **ln = NULL;
@@ -737,6 +816,11 @@ static void alloc_loop(io_op op) {
         }
         cr_expect(ln == NULL && lt == NULL && m == 0);
         cr_expect_eq(temp_files(), 0);
+        if (in_json && strstr(tg_last_error(), in_json)) {
+            json_failures++;
+            cr_expect(strstr(tg_last_error(), p) || op == SAVE_ST, "k=%d: %s", k, tg_last_error());
+        }
+        cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%d: %s", k, tg_last_error());
         tt_expect_error(TG_ENOMEM, "out of memory");
         if (op == SAVE_NPY || op == SAVE_ST) {
             if (op == SAVE_NPY) {
@@ -749,7 +833,8 @@ static void alloc_loop(io_op op) {
         }
     }
     cr_expect_gt(k, 1, "nothing was allocated");
-    cr_log_info("op %d: %d allocations", (int)op, k - 1);
+    if (in_json) cr_expect_gt(json_failures, 0, "no allocation failed inside cJSON (op %d)", (int)op);
+    cr_log_info("op %d: %d allocations, %d of them in cJSON", (int)op, k - 1, json_failures);
     for (int i = 0; i < 3; i++) tg_tensor_free(ts[i]);
 }
 
@@ -757,3 +842,18 @@ Test(io, npy_save_out_of_memory) { alloc_loop(SAVE_NPY); }
 Test(io, npy_load_out_of_memory) { alloc_loop(LOAD_NPY); }
 Test(io, safetensors_save_out_of_memory) { alloc_loop(SAVE_ST); }
 Test(io, safetensors_load_out_of_memory) { alloc_loop(LOAD_ST); }
+
+/* An allocation that failed earlier does not make later bad JSON read as out of memory: the flag is
+   reset before each parse. */
+Test(io, bad_json_after_an_allocation_failure_is_still_bad_json) {
+    write_st(in_dir("b.safetensors"), "{\"a\":[1,}", 0, 0);
+    tg__alloc_fail_at(1);
+    cr_assert_null(tg_tensor_new(TG_F32, 1, TT_SHAPE(3)));
+    tg__alloc_fail_at(0);
+    tg_clear_error();
+    char **ln;
+    tg_tensor **lt;
+    int m;
+    cr_expect_eq(tg_load_safetensors(in_dir("b.safetensors"), &ln, &lt, &m), TG_EFORMAT);
+    tt_expect_error(TG_EFORMAT, "bad JSON in the header at byte");
+}

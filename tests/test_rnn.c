@@ -590,6 +590,109 @@ Test(rnn_time, set_state_other_N_before_backward) {
     case_free(&k);
 }
 
+/* ---- several forwards in one recording ---- */
+
+/* The reference on xs with dhs all ones (L = sum(hs)), from h0 (NULL: zeros): gradients into r. */
+static ref_out ref_ones(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b) {
+    int64_t N = tg_tensor_shape(xs)[0], T = tg_tensor_shape(xs)[1], H = tg_tensor_shape(Wx)[1];
+    tg_tensor *dhs = tg_tensor_new(TG_F64, 3, (int64_t[]){N, T, H});
+    for (int64_t i = 0; i < tg_tensor_numel(dhs); i++) tg_tensor_set(dhs, i, 1.0);
+    ref_out r = {zeros_like(dhs), zeros_like(xs), zeros_like(Wx), zeros_like(Wh), zeros_like(b),
+                 tg_tensor_new(TG_F64, 2, (int64_t[]){N, H})};
+    cr_assert_eq(tg_time_rnn_ref(xs, h0, Wx, Wh, b, dhs, r.hs, r.dxs, r.dWx, r.dWh, r.db, r.dh0), TG_OK, "%s",
+                 tg_last_error());
+    tg_tensor_free(dhs);
+    return r;
+}
+
+/* a + b elementwise into a new tensor (the tests' own arithmetic, not the library's). */
+static tg_tensor *plus(tg_tensor *a, tg_tensor *b) {
+    tg_tensor *c = tg_tensor_clone(a);
+    for (int64_t i = 0; i < tg_tensor_numel(c); i++)
+        tg_tensor_set(c, i, tg_tensor_get(a, i) + tg_tensor_get(b, i));
+    return c;
+}
+
+/* A smaller last batch: forwards with N = 1 and then N = 3 in one recording, one backward. The N = 3
+   forward must not free the N = 1 initial-state leaf the recording saved (backward would hash freed
+   memory: valgrind and ASan see it), and every gradient must be the sum of the two forwards'. */
+Test(rnn_time, batch_size_changes_within_one_recording) {
+    int64_t T = 3, D = 3, H = 2;
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, D, H), *Wh = TT_RAND(TG_F64, 1, 2, H, H),
+              *b = TT_RAND(TG_F64, 1, 3, H);
+    tg_tensor *x1 = TT_RAND(TG_F64, 1, 4, 1, T, D), *x3 = TT_RAND(TG_F64, 1, 5, 3, T, D);
+    tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
+    ref_out r1 = ref_ones(x1, NULL, Wx, Wh, b), r3 = ref_ones(x3, NULL, Wx, Wh, b);
+    tg_tape *tape = tg_tape_new();
+    for (int round = 0; round < 2; round++) { /* the second reuses both leaves */
+        tg_tensor *P[5] = {Wx, Wh, b, x1, x3};
+        for (int i = 0; i < 5; i++) tg_zero_grad(P[i]);
+        tg_tensor *hs1 = tg_time_rnn_forward(tape, layer, x1);
+        tg_tensor *hs3 = tg_time_rnn_forward(tape, layer, x3);
+        tg_tensor *L = tg_add(tape, tg_sum(tape, hs1), tg_sum(tape, hs3));
+        cr_assert(L, "%s", tg_last_error());
+        cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "round %d: %s", round, tg_last_error());
+        cr_expect_leq(rel_data(hs1, r1.hs), 1e-12);
+        cr_expect_leq(rel_data(hs3, r3.hs), 1e-12);
+        tg_tensor *want[3] = {plus(r1.dWx, r3.dWx), plus(r1.dWh, r3.dWh), plus(r1.db, r3.db)};
+        for (int i = 0; i < 3; i++) {
+            cr_expect_leq(rel_grad(P[i], want[i]), 1e-10, "round %d, param %d", round, i);
+            tg_tensor_free(want[i]);
+        }
+        cr_expect_leq(rel_grad(x1, r1.dxs), 1e-10);
+        cr_expect_leq(rel_grad(x3, r3.dxs), 1e-10);
+        tg_tensor *dh = tg_time_rnn_dh(layer); /* the last forward's: N = 3 */
+        cr_assert(dh, "%s", tg_last_error());
+        cr_expect(tg_tensor_shape(dh)[0] == 3 && tg_tensor_shape(dh)[1] == H);
+        cr_expect_leq(rel_data(dh, r3.dh0), 1e-10, "dh: %.3g", rel_data(dh, r3.dh0));
+        tg_tape_reset(tape);
+    }
+    /* N = 1 again, alone: its leaf is the one kept from before, and dh is that forward's */
+    tg_zero_grad(x1);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_time_rnn_forward(tape, layer, x1)), NULL), TG_OK, "%s",
+                 tg_last_error());
+    cr_expect_leq(rel_data(tg_time_rnn_dh(layer), r1.dh0), 1e-10);
+    tg_tape_free(tape);
+    tg_time_rnn_free(layer);
+    ref_free(&r1), ref_free(&r3);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(x1), tg_tensor_free(x3);
+}
+
+/* What tg_time_rnn_dh documents for two forwards of one N in one recording: the sum of their dL/dh0
+   (they start from the same leaf), not the last one's; a forward of another N between them adds
+   nothing to it. */
+Test(rnn_time, dh_sums_forwards_of_one_N_in_one_recording) {
+    int64_t T = 4, D = 3, H = 2;
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 11, D, H), *Wh = TT_RAND(TG_F64, 1, 12, H, H),
+              *b = TT_RAND(TG_F64, 1, 13, H);
+    tg_tensor *xa = TT_RAND(TG_F64, 0, 14, 2, T, D), *xb = TT_RAND(TG_F64, 0, 15, 2, T, D),
+              *xc = TT_RAND(TG_F64, 0, 16, 3, T, D), *h0 = TT_RAND(TG_F64, 0, 17, 2, H);
+    tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
+    ref_out ra = ref_ones(xa, NULL, Wx, Wh, b), rb = ref_ones(xb, h0, Wx, Wh, b);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *hs_a = tg_time_rnn_forward(tape, layer, xa);         /* from zeros */
+    tg_tensor *hs_c = tg_time_rnn_forward(tape, layer, xc);         /* N = 3: a leaf of its own */
+    cr_assert_eq(tg_time_rnn_set_state(layer, h0), TG_OK);
+    tg_tensor *hs_b = tg_time_rnn_forward(tape, layer, xb);         /* from h0 */
+    tg_tensor *L = tg_add(tape, tg_add(tape, tg_sum(tape, hs_a), tg_sum(tape, hs_b)), tg_sum(tape, hs_c));
+    cr_assert(L, "%s", tg_last_error());
+    /* Before the backward: zeros, as for any forward */
+    tg_tensor *dh = tg_time_rnn_dh(layer);
+    cr_assert(dh);
+    for (int64_t i = 0; i < tg_tensor_numel(dh); i++) cr_expect_eq(tg_tensor_get(dh, i), 0.0);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    dh = tg_time_rnn_dh(layer);
+    tg_tensor *sum = plus(ra.dh0, rb.dh0);
+    cr_expect_leq(rel_data(dh, sum), 1e-10, "dh is not dh0(a) + dh0(b): %.3g", rel_data(dh, sum));
+    cr_expect_gt(rel_data(dh, rb.dh0), 1e-3, "dh is the last forward's alone");
+    tg_tensor_free(sum);
+    tg_tape_free(tape);
+    tg_time_rnn_free(layer);
+    ref_free(&ra), ref_free(&rb);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xa), tg_tensor_free(xb),
+        tg_tensor_free(xc), tg_tensor_free(h0);
+}
+
 /* ---- the seed's bugs, planted back, each caught ---- */
 
 static void expect_caught(bug bug, int64_t N, int64_t T, int64_t D, int64_t H, int want_input,
@@ -805,11 +908,87 @@ Test(rnn_errors, reference) {
     tt_expect_error(TG_ESHAPE, "tg_time_rnn_ref: h0 is (2,2), want (N,H) = (4,2)");
     cr_expect_eq(tg_time_rnn_ref(e.xs, NULL, e.Wx, e.Wh, b32, NULL, hs, NULL, NULL, NULL, NULL, NULL),
                  TG_EDTYPE);
-    tt_expect_error(TG_EDTYPE, "tg_time_rnn_ref: b is f32 but xs is f64");
+    tt_expect_error(TG_EDTYPE, "tg_time_rnn_ref: Wx is f64, Wh f64 and b f32: want one dtype");
     cr_expect_eq(tg_time_rnn_ref(e.xs, NULL, e.Wh, e.Wh, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL),
                  TG_ESHAPE);
     tt_expect_error(TG_ESHAPE, "tg_time_rnn_ref: Wx is (2,2), want (D,H) = (3,2)");
     tg_tensor_free(hs), tg_tensor_free(hs_bad), tg_tensor_free(dWx_bad), tg_tensor_free(b32);
+    err_free(&e);
+}
+
+/* The reference checks Wx, Wh and b with the layer's own checker: one wording for both. */
+Test(rnn_errors, reference_and_layer_check_params_alike) {
+    err_fix e = err_make();
+    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}), *Wh_bad = TT_RAND(TG_F64, 0, 6, 3, 3),
+              *b_bad = TT_RAND(TG_F64, 0, 7, 3), *W1 = TT_RAND(TG_F64, 0, 8, 3),
+              *xs32 = TT_RAND(TG_F32, 0, 9, 4, 5, 3);
+    static const char *const want[3] = {"Wh is (3,3) but Wx is (3,2): want Wh (H,H) with H = 2",
+                                        "b is (3,) but Wx is (3,2): want b (H,) with H = 2",
+                                        "Wx is (3,), want 2 dims (D,H)"};
+    tg_tensor *Wx[3] = {e.Wx, e.Wx, W1}, *Wh[3] = {Wh_bad, e.Wh, e.Wh}, *b[3] = {e.b, b_bad, e.b};
+    for (int i = 0; i < 3; i++) {
+        char msg[256];
+        cr_expect_null(tg_time_rnn_new(Wx[i], Wh[i], b[i], 0));
+        snprintf(msg, sizeof msg, "tg_time_rnn_new: %s", want[i]);
+        tt_expect_error(TG_ESHAPE, msg);
+        cr_expect_eq(tg_time_rnn_ref(e.xs, NULL, Wx[i], Wh[i], b[i], NULL, hs, NULL, NULL, NULL, NULL, NULL),
+                     TG_ESHAPE);
+        snprintf(msg, sizeof msg, "tg_time_rnn_ref: %s", want[i]);
+        tt_expect_error(TG_ESHAPE, msg);
+    }
+    /* and what only the reference checks: the parameters against xs */
+    cr_expect_eq(tg_time_rnn_ref(xs32, NULL, e.Wx, e.Wh, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL),
+                 TG_EDTYPE);
+    tt_expect_error(TG_EDTYPE, "tg_time_rnn_ref: Wx is f64 but xs is f32");
+    tg_tensor_free(hs), tg_tensor_free(Wh_bad), tg_tensor_free(b_bad), tg_tensor_free(W1),
+        tg_tensor_free(xs32);
+    err_free(&e);
+}
+
+/* A NULL argument after a failed call keeps that call's status and message (tg__null), in every
+   function of the layer and the reference: a forward pass can be checked once, at its end. */
+Test(rnn_errors, null_keeps_an_earlier_failure) {
+    err_fix e = err_make();
+    tg_time_rnn *layer = tg_time_rnn_new(e.Wx, e.Wh, e.b, 0);
+    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}), *x = TT_RAND(TG_F64, 0, 6, 4, 3);
+    cr_assert(layer && hs);
+    cr_assert_null(tg_matmul(e.tape, e.Wx, e.Wx)); /* (3,2) @ (3,2) */
+    cr_assert_eq(tg_last_status(), TG_ESHAPE);
+    char first[512];
+    snprintf(first, sizeof first, "%s", tg_last_error());
+    cr_assert(strstr(first, "tg_matmul"), "%s", first);
+    int step = 0;
+#define KEEPS(call)                                                                                \
+    do {                                                                                           \
+        step++;                                                                                    \
+        (void)(call);                                                                              \
+        cr_expect_eq(tg_last_status(), TG_ESHAPE, "%s: status %s", #call,                         \
+                     tg_status_name(tg_last_status()));                                            \
+        cr_expect_str_eq(tg_last_error(), first, "%s overwrote the first message", #call);         \
+    } while (0)
+    KEEPS(tg_time_rnn_ref(NULL, NULL, e.Wx, e.Wh, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL));
+    KEEPS(tg_time_rnn_ref(e.xs, NULL, NULL, e.Wh, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL));
+    KEEPS(tg_time_rnn_ref(e.xs, NULL, e.Wx, NULL, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL));
+    KEEPS(tg_time_rnn_ref(e.xs, NULL, e.Wx, e.Wh, NULL, NULL, hs, NULL, NULL, NULL, NULL, NULL));
+    KEEPS(tg_time_rnn_ref(e.xs, NULL, e.Wx, e.Wh, e.b, NULL, NULL, NULL, NULL, NULL, NULL, NULL));
+    KEEPS(tg_time_rnn_new(NULL, e.Wh, e.b, 0));
+    KEEPS(tg_time_rnn_new(e.Wx, NULL, e.b, 0));
+    KEEPS(tg_time_rnn_new(e.Wx, e.Wh, NULL, 1));
+    KEEPS(tg_time_rnn_forward(NULL, layer, e.xs));
+    KEEPS(tg_time_rnn_forward(e.tape, NULL, e.xs));
+    KEEPS(tg_time_rnn_forward(e.tape, layer, NULL));
+    KEEPS(tg_time_rnn_set_state(NULL, e.h));
+    KEEPS(tg_time_rnn_set_state(layer, NULL));
+    KEEPS(tg_time_rnn_dh(NULL));
+    KEEPS(tg_rnn_cell(NULL, x, e.h, e.Wx, e.Wh, e.b));
+    KEEPS(tg_rnn_cell(e.tape, NULL, e.h, e.Wx, e.Wh, e.b));
+    KEEPS(tg_rnn_cell(e.tape, x, NULL, e.Wx, e.Wh, e.b));
+    KEEPS(tg_rnn_cell(e.tape, x, e.h, e.Wx, e.Wh, NULL));
+#undef KEEPS
+    cr_expect_eq(step, 18);
+    tg_clear_error();
+    tg_time_rnn_free(layer);
+    tg_tensor_free(hs), tg_tensor_free(x);
     err_free(&e);
 }
 
