@@ -18,3 +18,18 @@ cc -std=c11 -Wall -Wextra -Werror -pedantic -o "$dest/app" "$src/tests/outside/a
 libdir=$(pkg-config --variable=libdir tapegrad)
 LD_LIBRARY_PATH="$libdir" "$dest/app"
 echo "install_check: built and ran an outside program against the installed library"
+
+# The same program in a meson project that takes tapegrad as a subproject: dependency('tapegrad')
+# resolves through meson.override_dependency.
+mkdir -p "$dest/sub/subprojects"
+ln -s "$(cd "$src" && pwd)" "$dest/sub/subprojects/tapegrad"
+cp "$src/tests/outside/app.c" "$src/tests/outside/api_contract.c" "$dest/sub/"
+cat > "$dest/sub/meson.build" <<'MESON'
+project('outside', 'c', default_options : ['c_std=c11'])
+subproject('tapegrad', default_options : ['tests=false', 'bench=false'])
+executable('app', 'app.c', 'api_contract.c', dependencies : dependency('tapegrad'))
+MESON
+PKG_CONFIG_PATH= meson setup "$dest/sub/build" "$dest/sub" >/dev/null
+ninja -C "$dest/sub/build" >/dev/null
+"$dest/sub/build/app"
+echo "install_check: built and ran the same program with tapegrad as a meson subproject"
