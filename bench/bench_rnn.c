@@ -11,12 +11,16 @@
  *
  * Columns: ms/step (the whole step), fwd and bwd (forward, backward alone), ms/tstep (ms/step / T:
  * flat when backward is linear in T), GFLOP/s (the GEMMs only: per time step 2 in forward, h Wh and
- * x Wx, and 4 in backward, dh_prev dWh dx dWx; 6 N H (H + D) flop a time step), step MiB (the heap the
- * tape holds after a step, measured with glibc's mallinfo2: its arena, node list and tensor headers,
- * that is the memory a step needs beyond the parameters and their gradients).
+ * x Wx, and 4 in backward, dh_prev dWh dx dWx; 6 N H (H + D) flop a time step), step_MiB (the tape's
+ * arena at its peak, tg_tape_memory after backward: op outputs, intermediate gradients and node lists,
+ * the memory a step needs beyond the parameters and their gradients). A table at the end gives, beside
+ * it, the heap the tape holds between steps (glibc's mallinfo2, before and after making the tape): the
+ * arena's chunks, slack included, its node array and tensor headers.
  *
- * Usage: bench_rnn [--quick]      --quick: tiny sizes, well under 2 s (a meson test in suite
- * 'bench', so that this file cannot rot; it checks the gradients, never the timings).
+ * Usage: bench_rnn [--quick] [--dtype f32|f64] [--T n]
+ *   --quick   tiny sizes, well under 2 s (a meson test in suite 'bench', so that this file cannot
+ *             rot; it checks the gradients, never the timings)
+ *   --dtype, --T   only those rows (to profile one size: perf record bench_rnn --dtype f32 --T 64)
  * bench/compare.sh runs this beside bench_rnn_numpy.py and prints the ratios.
  *
  * Before timing anything, the benched computation is checked once against the hand-derived
@@ -100,7 +104,8 @@ static void problem_free(problem *p) {
     tg_tensor_free(p->dhs);
 }
 
-/* One training step; adds its times (ms) into t[0] whole step, t[1] forward, t[2] backward. */
+/* One training step; writes its times (ms) into t[0] whole step, t[1] forward, t[2] backward, and
+   the arena's bytes at the end of backward (its peak: a recording only grows it) into t[3]. */
 static void step(tg_tape *tape, problem *p, double *t) {
     double t0 = now_ms();
     tg_zero_grad(p->xs), tg_zero_grad(p->Wx), tg_zero_grad(p->Wh), tg_zero_grad(p->b);
@@ -110,6 +115,7 @@ static void step(tg_tape *tape, problem *p, double *t) {
     if (!hs) die("tg_time_rnn_forward");
     if (tg_backward(tape, hs, p->dhs) != TG_OK) die("tg_backward");
     double t3 = now_ms();
+    t[3] = (double)tg_tape_memory(tape);
     tg_tape_reset(tape);
     double t4 = now_ms();
     t[0] = t4 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
@@ -168,7 +174,7 @@ static int check_against_ref(tg_dtype dt) {
 /* ---- the benchmark ----------------------------------------------------------------------------- */
 
 typedef struct {
-    double step, fwd, bwd, mib;
+    double step, fwd, bwd, mib, held_mib;
 } result;
 
 /* Runs one size with two tapes, checks on (r[0]) and off (r[1]), their steps alternating. */
@@ -176,7 +182,7 @@ static void bench_size(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H, 
                        double budget_ms, result r[2]) {
     problem p = problem_new(dt, N, T, D, H);
     tg_tape *tape[2];
-    double t[3];
+    double t[4];
     for (int k = 0; k < 2; k++) {
         /* What the tape holds after its warm-up steps is its peak: a reset keeps the arena, merged
            into one chunk of the size the recording needed. */
@@ -186,7 +192,8 @@ static void bench_size(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H, 
         tg_tape_set_checks(tape[k], k == 0 ? TG_CHECK_SAVED : 0);
         step(tape[k], &p, t);
         step(tape[k], &p, t);
-        r[k].mib = (heap_bytes() - before) / (1024.0 * 1024.0);
+        r[k].held_mib = (heap_bytes() - before) / (1024.0 * 1024.0);
+        r[k].mib = t[3] / (1024.0 * 1024.0);
     }
     double v[2][3][MAX_REPS];
     int n = 0;
@@ -210,18 +217,23 @@ static void bench_size(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H, 
 static void print_row(const char *dtype, const char *checks, int64_t N, int64_t T, int64_t D, int64_t H,
                       const result *r) {
     double flop = 6.0 * (double)N * (double)H * (double)(H + D) * (double)T;
-    printf("%-5s  %-6s  %4lld  %4lld  %4lld  %4lld  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.1f\n", dtype, checks,
+    printf("%-5s  %-6s  %4lld  %4lld  %4lld  %4lld  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.2f\n", dtype, checks,
            (long long)N, (long long)T, (long long)D, (long long)H, r->step, r->fwd, r->bwd, r->step / (double)T,
            flop / (r->step * 1e6), r->mib);
     fflush(stdout);
 }
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, only_dtype = -1;
+    long long only_T = 0;
     for (int i = 1; i < argc; i++) {
+        char *end = NULL;
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f32")) only_dtype = 0, i++;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f64")) only_dtype = 1, i++;
+        else if (!strcmp(argv[i], "--T") && i + 1 < argc && (only_T = strtoll(argv[i + 1], &end, 10)) > 0 && !*end) i++;
         else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--dtype f32|f64] [--T n]\n", argv[0]);
             return 2;
         }
     }
@@ -230,6 +242,8 @@ int main(int argc, char **argv) {
     static const int64_t Ts_full[] = {8, 16, 32, 64, 128}, Ts_quick[] = {2, 4, 8};
     const int64_t *Ts = quick ? Ts_quick : Ts_full;
     int nT = quick ? 3 : 5;
+    int64_t one_T[1] = {only_T};
+    if (only_T) Ts = one_T, nT = 1;
     int64_t N = quick ? 4 : 64, D = quick ? 16 : 512, H = quick ? 16 : 512;
     int min_reps = quick ? 3 : 7;
     double budget_ms = quick ? 0 : 1500;
@@ -244,6 +258,7 @@ int main(int argc, char **argv) {
            "ms/step", "fwd_ms", "bwd_ms", "ms/tstep", "GFLOP/s", "step_MiB");
     result res[2][5][2];
     for (int d = 0; d < 2; d++) {
+        if (only_dtype >= 0 && d != only_dtype) continue;
         tg_dtype dt = d ? TG_F64 : TG_F32;
         const char *name = d ? "f64" : "f32";
         for (int i = 0; i < nT; i++) {
@@ -256,11 +271,19 @@ int main(int argc, char **argv) {
     printf("\n# cost of TG_CHECK_SAVED per step (saved minus off)\n");
     printf("%-5s  %4s  %9s  %9s  %9s  %7s\n", "dtype", "T", "saved_ms", "off_ms", "delta_ms", "delta_%");
     for (int d = 0; d < 2; d++)
-        for (int i = 0; i < nT; i++) {
+        for (int i = 0; i < nT && (only_dtype < 0 || d == only_dtype); i++) {
             const result *r = res[d][i];
             printf("%-5s  %4lld  %9.3f  %9.3f  %9.3f  %6.1f%%\n", d ? "f64" : "f32", (long long)Ts[i], r[0].step,
                    r[1].step, r[0].step - r[1].step, 100.0 * (r[0].step - r[1].step) / r[1].step);
         }
+
+    printf("\n# memory per step: the arena at its peak (tg_tape_memory) and the heap the tape holds between steps\n");
+    printf("%-5s  %-6s  %4s  %9s  %9s\n", "dtype", "checks", "T", "arena_MiB", "held_MiB");
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < nT && (only_dtype < 0 || d == only_dtype); i++)
+            for (int k = 0; k < 2; k++)
+                printf("%-5s  %-6s  %4lld  %9.1f  %9.1f\n", d ? "f64" : "f32", k ? "off" : "saved", (long long)Ts[i],
+                       res[d][i][k].mib, res[d][i][k].held_mib);
 
     struct rusage ru;
     if (!getrusage(RUSAGE_SELF, &ru)) printf("\n# process max RSS: %.1f MiB%s\n", (double)ru.ru_maxrss / 1024.0,

@@ -17,10 +17,12 @@ dtype (the seed hard-codes 'f').
 What is timed, per step: hs = forward(xs), then backward(dhs), which makes dxs, dWx, dWh and db, at
 N = 64, D = H = 512, T = 8 ... 128, f32 and f64; the table has bench_rnn's columns (checks is "-").
 step_MiB is the peak of tracemalloc over one (untimed) step, less what was allocated before it: the
-memory a step needs beyond the parameters, as bench_rnn's step_MiB. It counts dxs, dWx, dWh and db,
-which tapegrad keeps in the parameters' gradient buffers instead.
+memory a step needs beyond the parameters, as bench_rnn's step_MiB (the tape's arena at its peak).
+It counts dxs, dWx, dWh and db, which tapegrad keeps in the parameters' gradient buffers instead.
 
-Usage: bench_rnn_numpy.py [--quick]    (--quick: tiny sizes, and a finite-difference check)
+Usage: bench_rnn_numpy.py [--quick] [--dtype f32|f64] [--T n]
+  --quick   tiny sizes (a smoke run)       --dtype, --T   only those rows
+A finite-difference check of the formulas runs first, in f64 at a small size; a mismatch exits 1.
 NumPy and tapegrad share Debian's OpenBLAS (check with: ldd on numpy's _multiarray_umath).
 """
 import sys
@@ -163,12 +165,22 @@ def bench_size(dtype, N, T, D, H, min_reps, budget_s):
 
 
 def main():
-    args = sys.argv[1:]
-    if args not in ([], ["--quick"]):
-        sys.exit("usage: bench_rnn_numpy.py [--quick]")
-    quick = args == ["--quick"]
+    args, quick, only_dtype, only_T = sys.argv[1:], False, None, None
+    try:
+        while args:
+            a = args.pop(0)
+            if a == "--quick":
+                quick = True
+            elif a == "--dtype" and args and args[0] in ("f32", "f64"):
+                only_dtype = args.pop(0)
+            elif a == "--T" and args and int(args[0]) > 0:
+                only_T = int(args.pop(0))
+            else:
+                raise ValueError(a)
+    except ValueError:
+        sys.exit("usage: bench_rnn_numpy.py [--quick] [--dtype f32|f64] [--T n]")
     check_gradients()
-    Ts = [2, 4, 8] if quick else [8, 16, 32, 64, 128]
+    Ts = [only_T] if only_T else [2, 4, 8] if quick else [8, 16, 32, 64, 128]
     N, D, H = (4, 16, 16) if quick else (64, 512, 512)
     min_reps, budget_s = (3, 0.0) if quick else (7, 1.5)
     print(f"# bench_rnn_numpy: TimeRNN training step (forward, backward), NumPy {np.__version__}"
@@ -179,10 +191,12 @@ def main():
            "step_MiB")
     print("%-5s  %-6s  %4s  %4s  %4s  %4s  %9s  %9s  %9s  %8s  %7s  %8s" % hdr)
     for name, dtype in (("f32", np.float32), ("f64", np.float64)):
+        if only_dtype and name != only_dtype:
+            continue
         for T in Ts:
             (ms, fwd, bwd), mib = bench_size(dtype, N, T, D, H, min_reps, budget_s)
             flop = 6.0 * N * H * (H + D) * T
-            print("%-5s  %-6s  %4d  %4d  %4d  %4d  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.1f"
+            print("%-5s  %-6s  %4d  %4d  %4d  %4d  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.2f"
                   % (name, "-", N, T, D, H, ms, fwd, bwd, ms / T, flop / (ms * 1e6), mib), flush=True)
 
 
