@@ -271,11 +271,11 @@ static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_
 static tg_status seed_grad(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
     void *g = grad_buffer(tape, out);
     if (!g) return tg__fail(TG_ENOMEM, "tg_backward: out of memory for the output's gradient");
-    for (int64_t i = 0; i < out->numel; i++) {
-        double v = grad_out ? tg_tensor_get(grad_out, i) : 1.0;
-        if (out->dtype == TG_F32) ((float *)g)[i] += (float)v;
-        else ((double *)g)[i] += v;
-    }
+    TG__DISPATCH(out->dtype, {
+        T *pg = g;
+        const T *go = grad_out ? grad_out->data : NULL;
+        for (int64_t i = 0; i < out->numel; i++) pg[i] += go ? go[i] : 1;
+    });
     return TG_OK;
 }
 

@@ -30,16 +30,26 @@ static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
     return 1;
 }
 
-/* Runs STMT for every output element i with a's offset oa and b's offset ob. */
+/* Runs STMT for every output element i with a's offset oa and b's offset ob. The last dim is a tight
+   inner loop (a contiguous row, or a stretched one with stride 0, as a bias); only the row start
+   carries the multi-index, so the common (N,H) + (H,) runs at memory speed. */
 #define BCAST_LOOP(bc, STMT)                                                                       \
     do {                                                                                           \
-        int64_t idx_[TG_MAX_DIMS] = {0}, oa = 0, ob = 0;                                           \
-        for (int64_t i = 0; i < (bc).n; i++) {                                                     \
-            STMT;                                                                                  \
-            for (int d_ = (bc).nd - 1; d_ >= 0; d_--) {                                            \
-                oa += (bc).sa[d_], ob += (bc).sb[d_];                                              \
+        const int last_ = (bc).nd - 1;                                                             \
+        const int64_t len_ = last_ >= 0 ? (bc).shape[last_] : 1;                                   \
+        const int64_t sal_ = last_ >= 0 ? (bc).sa[last_] : 0, sbl_ = last_ >= 0 ? (bc).sb[last_] : 0; \
+        const int64_t rows_ = len_ ? (bc).n / len_ : 0;                                            \
+        int64_t idx_[TG_MAX_DIMS] = {0}, ra_ = 0, rb_ = 0;                                          \
+        for (int64_t r_ = 0; r_ < rows_; r_++) {                                                   \
+            for (int64_t j_ = 0; j_ < len_; j_++) {                                                \
+                const int64_t i = r_ * len_ + j_, oa = ra_ + j_ * sal_, ob = rb_ + j_ * sbl_;      \
+                (void)oa, (void)ob;                                                                \
+                STMT;                                                                              \
+            }                                                                                      \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                              \
+                ra_ += (bc).sa[d_], rb_ += (bc).sb[d_];                                            \
                 if (++idx_[d_] < (bc).shape[d_]) break;                                            \
-                oa -= (bc).sa[d_] * (bc).shape[d_], ob -= (bc).sb[d_] * (bc).shape[d_];            \
+                ra_ -= (bc).sa[d_] * (bc).shape[d_], rb_ -= (bc).sb[d_] * (bc).shape[d_];          \
                 idx_[d_] = 0;                                                                      \
             }                                                                                      \
         }                                                                                          \
