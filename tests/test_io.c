@@ -1,5 +1,8 @@
 /* .npy and safetensors: round trips, damaged files, failed saves, NULLs and allocation failures. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -653,6 +656,56 @@ Test(io, save_to_missing_directory_or_onto_a_directory) {
     cr_expect(stat(in_dir("d.npy"), &st) == 0 && S_ISDIR(st.st_mode));
     cr_expect_eq(temp_files(), 0);
     tg_tensor_free(t);
+}
+
+/* Sets or clears the immutable attribute of a directory: an unwritable directory even for root, who
+   ignores permission bits (the suite runs as root in CI). 0 when the filesystem or the process
+   cannot do it. */
+static int set_immutable(const char *path, int on) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY), flags = 0, ok = 0;
+    if (fd < 0) return 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+Test(io, save_into_an_unwritable_directory_keeps_the_old_file) {
+    tg_tensor *good = TT_RAND(TG_F64, 0, 1, 2, 3), *bad = TT_RAND(TG_F64, 0, 2, 2, 3);
+    const char *name = "w";
+    cr_assert_eq(mkdir(in_dir("ro"), 0755), 0);
+    cr_assert_eq(tg_save_npy(in_dir("ro/w.npy"), good), TG_OK);
+    cr_assert_eq(tg_save_safetensors(in_dir("ro/w.safetensors"), &name, &good, 1), TG_OK);
+    if (!set_immutable(in_dir("ro"), 1)) {
+        tg_tensor_free(good), tg_tensor_free(bad);
+        cr_skip_test("this filesystem cannot make a directory immutable (FS_IOC_SETFLAGS)");
+    }
+    tg_clear_error();
+    tg_status s1 = tg_save_npy(in_dir("ro/w.npy"), bad);
+    const char *msg1 = strstr(tg_last_error(), "ro/w.npy") ? "named" : tg_last_error();
+    tg_clear_error();
+    tg_status s2 = tg_save_safetensors(in_dir("ro/w.safetensors"), &name, &bad, 1);
+    const char *msg2 = strstr(tg_last_error(), "ro/w.safetensors") ? "named" : tg_last_error();
+    set_immutable(in_dir("ro"), 0); /* before any assertion, so teardown can clean up */
+    cr_expect_eq(s1, TG_EIO);
+    cr_expect_eq(s2, TG_EIO);
+    cr_expect_str_eq(msg1, "named", "the message names the path: %s", msg1);
+    cr_expect_str_eq(msg2, "named", "the message names the path: %s", msg2);
+    tg_clear_error();
+    tg_tensor *now = tg_load_npy(in_dir("ro/w.npy"));
+    expect_same(good, now, "the old .npy");
+    tg_tensor_free(now);
+    char **ln = NULL;
+    tg_tensor **lt = NULL;
+    int m = 0;
+    cr_assert_eq(tg_load_safetensors(in_dir("ro/w.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
+    expect_same(good, lt[0], "the old .safetensors");
+    tg_safetensors_free(ln, lt, m);
+    cr_expect_eq(temp_files(), 0);
+    unlink(in_dir("ro/w.npy")), unlink(in_dir("ro/w.safetensors")), rmdir(in_dir("ro"));
+    tg_tensor_free(good), tg_tensor_free(bad);
 }
 
 /* A new file gets the mode fopen would give it, an old one keeps its own. */
