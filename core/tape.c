@@ -153,24 +153,27 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
     return t;
 }
 
-static const char *const default_names[] = {"input 0", "input 1", "input 2", "input 3"};
+/* Input i's name in messages: the op's own ("a", "x"), else "input i". */
+static const char *input_name(const char *const *names, int i, char *buf, size_t size) {
+    if (names) return names[i];
+    snprintf(buf, size, "input %d", i);
+    return buf;
+}
 
 int tg__check_inputs(const char *fn, tg_tape *tape, tg_tensor *const *in, int n, const char *const *names) {
-    char nb[32];
-    for (int i = 0; i < n; i++) {
-        const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
-        if (!in[i]) return tg__null(fn, name), 1;
-    }
+    char nb[32], nb0[32];
+    for (int i = 0; i < n; i++)
+        if (!in[i]) return tg__null(fn, input_name(names, i, nb, sizeof nb)), 1;
     if (!tape) return tg__null(fn, "tape"), 1;
     for (int i = 0; i < n; i++) {
-        const char *name = names ? names[i] : i < 4 ? default_names[i] : (snprintf(nb, sizeof nb, "input %d", i), nb);
+        const char *name = input_name(names, i, nb, sizeof nb);
         if (in[i]->tape && in[i]->tape != tape)
             return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, name), 1;
         if (in[i]->tape && in[i]->gen != tape->gen)
             return tg__fail(TG_ESTATE, "%s: %s belongs to a recording that tg_tape_reset ended", fn, name), 1;
         if (in[i]->dtype != in[0]->dtype)
             return tg__fail(TG_EDTYPE, "%s: dtypes differ: %s is %s, %s is %s (no promotion)", fn,
-                            names ? names[0] : "input 0", tg__dtype_name(in[0]->dtype), name,
+                            input_name(names, 0, nb0, sizeof nb0), tg__dtype_name(in[0]->dtype), name,
                             tg__dtype_name(in[i]->dtype)), 1;
     }
     return 0;
