@@ -4,14 +4,31 @@
 
 static _Thread_local tg_status last_status = TG_OK;
 static _Thread_local char last_message[512];
+static _Thread_local uint64_t fail_count;
 
 /* Every failure passes through here: one place for a breakpoint. */
+static tg_status vfail(tg_status status, const char *fmt, va_list ap) {
+    vsnprintf(last_message, sizeof last_message, fmt ? fmt : "", ap);
+    last_status = status;
+    fail_count++;
+    return status;
+}
+
 tg_status tg__fail(tg_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vfail(status, fmt, ap);
     va_end(ap);
-    last_status = status;
+    return status;
+}
+
+uint64_t tg__fail_count(void) { return fail_count; }
+
+tg_status tg_set_error(tg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(status, fmt, ap);
+    va_end(ap);
     return status;
 }
 
@@ -47,5 +64,5 @@ const char *tg__shape_str(int ndim, const int64_t *shape, char *buf) {
 }
 
 const char *tg__dtype_name(tg_dtype dtype) {
-    return dtype == TG_F32 ? "f32" : dtype == TG_F64 ? "f64" : "(bad dtype)";
+    return dtype == TG_F32 ? "f32" : dtype == TG_F64 ? "f64" : dtype == TG_I64 ? "i64" : "(bad dtype)";
 }

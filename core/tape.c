@@ -31,6 +31,7 @@ struct tg_tape {
     tg__node *nodes;
     int64_t n_nodes, cap_nodes;
     unsigned checks;
+    int grad_enabled; /* 0: ops compute and record nothing (tg_tape_set_grad_enabled) */
     uint64_t gen;  /* bumped by every reset */
     int done;      /* backward has run on this recording */
 };
@@ -44,6 +45,7 @@ tg_tape *tg_tape_new(void) {
         return NULL;
     }
     tape->checks = TG_CHECK_SAVED;
+    tape->grad_enabled = 1;
     tape->gen = 1;
     return tape;
 }
@@ -95,6 +97,16 @@ void tg_tape_set_checks(tg_tape *tape, unsigned flags) {
     if (tape) tape->checks = flags;
 }
 unsigned tg_tape_checks(const tg_tape *tape) { return tape ? tape->checks : 0; }
+void tg_tape_set_grad_enabled(tg_tape *tape, int enabled) {
+    if (tape) tape->grad_enabled = enabled != 0;
+}
+int tg_tape_grad_enabled(const tg_tape *tape) { return tape ? tape->grad_enabled : 0; }
+
+int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
+    if (!t->tape || t->gen == t->tape->gen) return 0;
+    tg__fail(TG_ESTATE, "%s: %s is an output of a recording that tg_tape_reset ended", fn, what);
+    return 1;
+}
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
 
 int64_t tg_tape_memory(const tg_tape *tape) {
@@ -160,21 +172,31 @@ static const char *input_name(const char *const *names, int i, char *buf, size_t
     return buf;
 }
 
-int tg__check_inputs(const char *fn, tg_tape *tape, tg_tensor *const *in, int n, const char *const *names) {
+/* None NULL (NULL keeps the first error), all from this tape's current recording; index inputs i64,
+   value inputs f32 or f64 and all of one dtype. Returns 0 when fine. */
+static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n) {
     char nb[32], nb0[32];
+    int first = -1; /* the first value input: the dtype the others must share */
     for (int i = 0; i < n; i++)
-        if (!in[i]) return tg__null(fn, input_name(names, i, nb, sizeof nb)), 1;
+        if (!in[i]) return tg__null(fn, input_name(op->names, i, nb, sizeof nb)), 1;
     if (!tape) return tg__null(fn, "tape"), 1;
     for (int i = 0; i < n; i++) {
-        const char *name = input_name(names, i, nb, sizeof nb);
+        const char *name = input_name(op->names, i, nb, sizeof nb);
+        int index = i < 32 && ((op->index_inputs >> i) & 1u);
         if (in[i]->tape && in[i]->tape != tape)
             return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, name), 1;
         if (in[i]->tape && in[i]->gen != tape->gen)
             return tg__fail(TG_ESTATE, "%s: %s belongs to a recording that tg_tape_reset ended", fn, name), 1;
-        if (in[i]->dtype != in[0]->dtype)
+        if (index && in[i]->dtype != TG_I64)
+            return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, name, tg__dtype_name(in[i]->dtype)), 1;
+        if (index) continue;
+        if (in[i]->dtype == TG_I64)
+            return tg__fail(TG_EDTYPE, "%s: %s is i64 (indices); this op takes f32 or f64 values", fn, name), 1;
+        if (first < 0) first = i;
+        else if (in[i]->dtype != in[first]->dtype)
             return tg__fail(TG_EDTYPE, "%s: dtypes differ: %s is %s, %s is %s (no promotion)", fn,
-                            input_name(names, 0, nb0, sizeof nb0), tg__dtype_name(in[0]->dtype), name,
-                            tg__dtype_name(in[i]->dtype)), 1;
+                            input_name(op->names, first, nb0, sizeof nb0), tg__dtype_name(in[first]->dtype),
+                            name, tg__dtype_name(in[i]->dtype)), 1;
     }
     return 0;
 }
@@ -188,37 +210,47 @@ static void describe_inputs(tg_tensor *const *in, int n, char *buf, size_t size)
                                 tg__shape_str(in[i]->ndim, in[i]->shape, sb));
 }
 
-const char *tg__node_name(const tg__node *node) { return node->def ? node->def->name : node->op->name; }
+const char *tg__node_name(const tg__node *node) { return node->args.def ? node->args.def->name : node->op->name; }
 
-tg_tensor *tg__record(tg_tape *tape, const tg__op *op, const tg_op_def *def, void *user, tg_tensor *out,
-                      tg_tensor *const *in, int n_in, tg__save save, const int64_t *arg, double farg) {
-    const char *name = def ? def->name : op->name;
-    if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data)) {
-        char shapes[256];
-        describe_inputs(in, n_in, shapes, sizeof shapes);
-        tg__fail(TG_ENONFINITE, "%s: non-finite output in forward at node %lld (inputs %s)", name,
-                 (long long)tape->n_nodes, shapes);
-        return NULL;
+/* A forward's output is not finite. When an input that is a leaf holds the NaN or Inf, it came in
+   from outside and the message says so, instead of blaming the op that read it. */
+static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n) {
+    char shapes[256], nb[32];
+    for (int i = 0; i < n; i++) {
+        if (in[i]->tape || !tg__is_float(in[i]->dtype)) continue;
+        for (int64_t k = 0; k < in[i]->numel; k++) {
+            double v = tg_tensor_get(in[i], k);
+            if (isfinite(v)) continue;
+            tg__fail(TG_ENONFINITE, "%s: non-finite output at node %lld: input %s of %s is a leaf holding %s at "
+                     "element %lld", fn, (long long)tape->n_nodes, input_name(op->names, i, nb, sizeof nb), fn,
+                     isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf", (long long)k);
+            return;
+        }
     }
-    int needs = 0;
-    for (int i = 0; i < n_in; i++) needs |= (in[i]->flags & TG__NEEDS) != 0;
-    if (!needs) return out; /* a function of constants is a constant: nothing to record */
+    describe_inputs(in, n, shapes, sizeof shapes);
+    tg__fail(TG_ENONFINITE, "%s: non-finite output in forward at node %lld (inputs %s)", fn,
+             (long long)tape->n_nodes, shapes);
+}
 
+/* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
+static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out, tg_tensor *const *in,
+                         int n_in, const tg__args *args) {
     if (tape->n_nodes == tape->cap_nodes) {
         int64_t cap = tape->cap_nodes ? 2 * tape->cap_nodes : 256;
         tg__node *nodes = tg__malloc((size_t)cap * sizeof *nodes);
-        if (!nodes) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", name,
+        if (!nodes) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn,
                                     (long long)tape->n_nodes), NULL;
         if (tape->n_nodes) memcpy(nodes, tape->nodes, (size_t)tape->n_nodes * sizeof *nodes);
         tg__free(tape->nodes);
         tape->nodes = nodes;
         tape->cap_nodes = cap;
     }
+    tg__save save = op->save;
     int n_saved = save == TG__SAVE_NONE ? 0 : save == TG__SAVE_INPUTS ? n_in : save == TG__SAVE_OUTPUT ? 1 : n_in + 1;
     tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
     uint64_t *hash = n_saved ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *hash, 0) : NULL;
     if (!ins || (n_saved && !hash))
-        return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", name, (long long)tape->n_nodes), NULL;
+        return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
     if (save == TG__SAVE_INPUTS || save == TG__SAVE_ALL) memcpy(saved, in, (size_t)n_in * sizeof *in);
@@ -227,13 +259,31 @@ tg_tensor *tg__record(tg_tape *tape, const tg__op *op, const tg_op_def *def, voi
         for (int i = 0; i < n_saved; i++) hash[i] = tg_tensor_hash(saved[i]);
 
     tg__node *node = &tape->nodes[tape->n_nodes];
-    *node = (tg__node){.op = op, .def = def, .user = user, .in = ins, .n_in = n_in, .out = out,
-                       .saved = saved, .hash = (tape->checks & TG_CHECK_SAVED) ? hash : NULL,
-                       .n_saved = n_saved, .farg = farg};
-    if (arg) memcpy(node->arg, arg, sizeof node->arg);
+    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved,
+                       .hash = (tape->checks & TG_CHECK_SAVED) ? hash : NULL, .n_saved = n_saved};
     out->flags |= TG__NEEDS;
     out->node = tape->n_nodes++;
     return out;
+}
+
+tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args_in) {
+    const char *fn = args_in->def ? args_in->def->name : op->fn;
+    if (check_inputs(fn, tape, op, in, n)) return NULL;
+    tg__args args = *args_in;
+    int ndim = 0;
+    int64_t shape[TG_MAX_DIMS] = {0};
+    if (op->shape(fn, in, n, &args, &ndim, shape)) return NULL;
+    int v = 0; /* the output has the first value input's dtype */
+    while (v < n - 1 && v < 32 && ((op->index_inputs >> v) & 1u)) v++;
+    tg_tensor *out = tg__new_out(fn, tape, in[v]->dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
+    if (!out || op->forward(in, n, &args, out)) return NULL;
+    if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
+        return fail_nonfinite(fn, tape, op, in, n), NULL;
+    int needs = 0;
+    for (int i = 0; i < n; i++) needs |= (in[i]->flags & TG__NEEDS) != 0;
+    /* A function of constants is a constant, and with gradients off everything is: nothing to record. */
+    if (!needs || !tape->grad_enabled || (op->flags & TG__CONSTANT)) return out;
+    return record(fn, tape, op, out, in, n, &args);
 }
 
 /* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena. */
@@ -256,6 +306,7 @@ static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_
     if (!(out->flags & TG__NEEDS))
         return tg__fail(TG_EINVAL, "tg_backward: out %s depends on no parameter (make leaves with tg_param_new)",
                         tg__shape_str(out->ndim, out->shape, a));
+    if (grad_out && tg__stale("tg_backward", "grad_out", grad_out)) return TG_ESTATE;
     if (!grad_out) {
         if (out->numel != 1)
             return tg__fail(TG_ESHAPE, "tg_backward: grad_out is NULL but out %s has %lld elements, not 1",
@@ -353,9 +404,23 @@ static int input_desc(const tg_tensor *t, char *buf, size_t size) {
                     tg__shape_str(t->ndim, t->shape, sb));
 }
 
+/* A node's arguments as the op's table names them, "axis=1 start=0 stop=3"; "" when it has none. */
+static const char *args_str(const tg__node *n, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < 4 && len < size; k++)
+        if (n->op->iarg[k])
+            len += (size_t)snprintf(buf + len, size - len, "%s%s=%lld", len ? " " : "", n->op->iarg[k],
+                                    (long long)n->args.i[k]);
+    for (int k = 0; k < 2 && len < size; k++)
+        if (n->op->farg[k])
+            len += (size_t)snprintf(buf + len, size - len, "%s%s=%g", len ? " " : "", n->op->farg[k], n->args.f[k]);
+    return buf;
+}
+
 tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
     if (!tape || !out) return tg__null("tg_tape_print", tape ? "out" : "tape");
-    char sb[TG__SHAPE_STR], ib[96];
+    char sb[TG__SHAPE_STR], ib[96], ab[160];
     fprintf(out, "tape: %lld nodes\n", (long long)tape->n_nodes);
     for (int64_t k = 0; k < tape->n_nodes; k++) {
         const tg__node *n = &tape->nodes[k];
@@ -365,6 +430,7 @@ tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
             fprintf(out, "%s%s", i ? ", " : "", ib);
         }
         fprintf(out, ") -> %s", tg__shape_str(n->out->ndim, n->out->shape, sb));
+        if (args_str(n, ab, sizeof ab)[0]) fprintf(out, "  %s", ab);
         if (n->n_saved) {
             fprintf(out, "  saved:");
             for (int i = 0; i < n->n_saved; i++)
@@ -386,13 +452,15 @@ static void dot_string(FILE *out, const char *s) {
 
 tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out) {
     if (!tape || !out) return tg__null("tg_tape_write_dot", tape ? "out" : "tape");
-    char sb[TG__SHAPE_STR], ib[96];
+    char sb[TG__SHAPE_STR], ib[96], ab[160];
     fprintf(out, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
     for (int64_t k = 0; k < tape->n_nodes; k++) {
         const tg__node *n = &tape->nodes[k];
         fprintf(out, "  n%lld [shape=box, label=\"%%%lld ", (long long)k, (long long)k);
         dot_string(out, tg__node_name(n));
-        fprintf(out, "\\n%s\"];\n", tg__shape_str(n->out->ndim, n->out->shape, sb));
+        fprintf(out, "\\n%s", tg__shape_str(n->out->ndim, n->out->shape, sb));
+        if (args_str(n, ab, sizeof ab)[0]) fprintf(out, "\\n%s", ab);
+        fprintf(out, "\"];\n");
         for (int i = 0; i < n->n_in; i++) {
             const tg_tensor *t = n->in[i];
             if (t->node >= 0 && t->tape) {

@@ -16,14 +16,15 @@
  *     tg_tensor_free(x); tg_tensor_free(W); tg_tensor_free(b);
  *
  * Memory model: leaves are the caller's; op outputs are the tape's, freed all at once by
- * tg_tape_reset or tg_tape_free. Headers: tg_error.h (status), tg_tensor.h, tg_tape.h, tg_ops.h,
- * tg_gradcheck.h, tg_io.h, tg_rnn.h.
+ * tg_tape_reset or tg_tape_free. Headers: tg_error.h (status), tg_tensor.h, tg_rng.h, tg_tape.h,
+ * tg_ops.h, tg_gradcheck.h, tg_io.h, tg_rnn.h.
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
 #include "tg_error.h"
 #include "tg_tensor.h"
+#include "tg_rng.h"
 #include "tg_tape.h"
 #include "tg_ops.h"
 #include "tg_gradcheck.h"

@@ -48,7 +48,8 @@ void tg__free(void *p) { free(p); }
 
 tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int64_t *numel) {
     char buf[TG__SHAPE_STR];
-    if (dtype != TG_F32 && dtype != TG_F64) return tg__fail(TG_EINVAL, "%s: unknown dtype %d", fn, (int)dtype);
+    if (dtype != TG_F32 && dtype != TG_F64 && dtype != TG_I64)
+        return tg__fail(TG_EINVAL, "%s: unknown dtype %d", fn, (int)dtype);
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg__fail(TG_EINVAL, "%s: ndim %d is outside 0..%d", fn, ndim, TG_MAX_DIMS);
     if (ndim > 0 && !shape) return tg__fail(TG_EINVAL, "%s: shape is NULL for ndim %d", fn, ndim);
@@ -110,6 +111,11 @@ tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tg_param_new(tg_dtype dtype, int ndim, const int64_t *shape) {
+    if (dtype == TG_I64) {
+        tg__fail(TG_EDTYPE, "tg_param_new: dtype i64 holds indices, which have no gradient; parameters "
+                 "are f32 or f64");
+        return NULL;
+    }
     return new_leaf("tg_param_new", dtype, ndim, shape, 1);
 }
 
@@ -127,6 +133,7 @@ tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const 
 
 tg_tensor *tg_tensor_clone(const tg_tensor *t) {
     if (!t) return tg__null("tg_tensor_clone", "t"), NULL;
+    if (tg__stale("tg_tensor_clone", "t", t)) return NULL;
     return tg_tensor_from(t->dtype, t->ndim, t->shape, t->data);
 }
 
@@ -141,8 +148,8 @@ tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }
 int tg_tensor_ndim(const tg_tensor *t) { return t ? t->ndim : 0; }
 const int64_t *tg_tensor_shape(const tg_tensor *t) { return t ? t->shape : NULL; }
 int64_t tg_tensor_numel(const tg_tensor *t) { return t ? t->numel : 0; }
-void *tg_tensor_data(tg_tensor *t) { return t ? t->data : NULL; }
-void *tg_tensor_grad(tg_tensor *t) { return t ? t->grad : NULL; }
+void *tg_tensor_data(tg_tensor *t) { return t && !tg__stale("tg_tensor_data", "t", t) ? t->data : NULL; }
+void *tg_tensor_grad(tg_tensor *t) { return t && !tg__stale("tg_tensor_grad", "t", t) ? t->grad : NULL; }
 int tg_tensor_requires_grad(const tg_tensor *t) { return t && (t->flags & TG__NEEDS) ? 1 : 0; }
 
 void tg_zero_grad(tg_tensor *t) {
@@ -159,7 +166,8 @@ uint64_t tg_tensor_hash(const tg_tensor *t) {
 }
 
 double tg_tensor_get(const tg_tensor *t, int64_t i) {
-    if (!t || i < 0 || i >= t->numel) return NAN;
+    if (!t || i < 0 || i >= t->numel || tg__stale("tg_tensor_get", "t", t)) return NAN;
+    if (t->dtype == TG_I64) return (double)((const int64_t *)t->data)[i];
     return t->dtype == TG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 
@@ -168,12 +176,22 @@ tg_status tg_tensor_set(tg_tensor *t, int64_t i, double value) {
     if (i < 0 || i >= t->numel)
         return tg__fail(TG_EINVAL, "tg_tensor_set: index %lld outside 0..%lld", (long long)i,
                         (long long)t->numel - 1);
-    if (t->dtype == TG_F32) ((float *)t->data)[i] = (float)value;
-    else ((double *)t->data)[i] = value;
+    if (tg__stale("tg_tensor_set", "t", t)) return TG_ESTATE;
+    if (t->dtype == TG_I64) {
+        /* An index is an integer: a fraction or a value outside int64's range would be truncated. */
+        if (!(value == floor(value) && value >= -0x1p63 && value < 0x1p63))
+            return tg__fail(TG_EINVAL, "tg_tensor_set: %g is not an int64 value for an i64 tensor", value);
+        ((int64_t *)t->data)[i] = (int64_t)value;
+    } else if (t->dtype == TG_F32) {
+        ((float *)t->data)[i] = (float)value;
+    } else {
+        ((double *)t->data)[i] = value;
+    }
     return TG_OK;
 }
 
 int tg__nonfinite(const tg_tensor *t, const void *data) {
+    if (t->dtype == TG_I64) return 0;
     if (t->dtype == TG_F32) {
         const float *p = data;
         for (int64_t i = 0; i < t->numel; i++)
@@ -184,28 +202,4 @@ int tg__nonfinite(const tg_tensor *t, const void *data) {
             if (!isfinite(p[i])) return 1;
     }
     return 0;
-}
-
-/* xoshiro256** seeded through splitmix64: small, fast, and the same numbers on every machine. */
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-tg_status tg_tensor_fill_uniform(tg_tensor *t, double lo, double hi, uint64_t *seed) {
-    if (!t || !seed) return tg__null("tg_tensor_fill_uniform", t ? "seed" : "t");
-    uint64_t s[4], x = *seed;
-    for (int i = 0; i < 4; i++) s[i] = splitmix64(&x);
-    for (int64_t i = 0; i < t->numel; i++) {
-        uint64_t r = rotl(s[1] * 5, 7) * 9, u = s[1] << 17;
-        s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= u, s[3] = rotl(s[3], 45);
-        double v = lo + (hi - lo) * ((double)(r >> 11) * 0x1.0p-53);
-        if (t->dtype == TG_F32) ((float *)t->data)[i] = (float)v;
-        else ((double *)t->data)[i] = v;
-    }
-    *seed = splitmix64(&x);
-    return TG_OK;
 }

@@ -18,7 +18,8 @@ typedef enum {
     TG_OK = 0,
     TG_EINVAL,     /* a bad argument: NULL, out-of-range axis or index, bad option */
     TG_ESHAPE,     /* shapes that do not fit the op */
-    TG_EDTYPE,     /* f32 and f64 mixed in one op (there is no promotion) */
+    TG_EDTYPE,     /* f32 and f64 mixed in one op (there is no promotion), or indices where values
+                      belong (or values where indices belong) */
     TG_ENOMEM,     /* an allocation failed, or a size overflowed */
     TG_ESTATE,     /* the object is in the wrong state: backward twice, tape reset, ... */
     TG_EMODIFIED,  /* a tensor saved for backward was written after it was recorded */
@@ -35,5 +36,9 @@ const char *tg_last_error(void);
 void tg_clear_error(void);
 /* A constant name for a status, such as "TG_ESHAPE". */
 const char *tg_status_name(tg_status status);
+/* Sets this thread's status and a printf-style message, and returns status: for a custom op's
+   callback to give its reason, which the caller then reads as "<op>: forward failed: <reason>"
+   (likewise shape and backward). fmt NULL gives an empty message. */
+tg_status tg_set_error(tg_status status, const char *fmt, ...);
 
 #endif

@@ -28,40 +28,79 @@ struct tg_tensor {
 
 typedef struct tg__node tg__node;
 
-/* A built-in op's table entry. The backward adds the vector-Jacobian product of gout into grads[i]
-   for each i whose grads[i] is not NULL, and allocates no gradient temporaries. */
-typedef struct tg__op {
-    const char *name;
-    tg_status (*backward)(const tg__node *node, const tg_tensor *gout, void *const *grads);
-} tg__op;
+/* A node's small arguments: everything its forward needs besides its inputs, so that the tape can
+   rerun any recorded node on other inputs, and print it. The shape rule may normalise them (a
+   negative axis becomes its positive twin) before forward and backward see them. */
+typedef struct {
+    int64_t i[4];          /* axes, bounds, indices, counts, flags */
+    double f[2];           /* scale factors, constants, probabilities */
+    tg_rng rng;            /* dropout: the stream its mask is drawn from, as it was at the call */
+    const tg_op_def *def;  /* custom ops: the user's table entry and context */
+    void *user;
+} tg__args;
 
 /* What an op keeps for backward, fingerprinted when TG_CHECK_SAVED is on. */
 typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } tg__save;
 
+#define TG__ZERO_OUT 1u /* the output is zero-filled before forward (others write every element) */
+#define TG__CONSTANT 2u /* the output is never recorded: no gradient flows through it (detach) */
+
+/* A built-in op's table entry: all the engine knows of an op. A public op function checks what only
+   it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs
+     check inputs -> shape -> new output -> forward -> record.
+   shape validates the inputs' shapes (and index values) and writes the output's rank and dims; its
+   failures name fn. forward writes every element of out (zeroed first with TG__ZERO_OUT). backward
+   adds the vector-Jacobian product of gout into grads[i] for each i whose grads[i] is not NULL, and
+   allocates no gradient temporaries. */
+typedef struct tg__op {
+    const char *name;          /* "matmul": in the table, tg_tape_print and the DOT dump */
+    const char *fn;            /* "tg_matmul": first in every message */
+    const char *const *names;  /* input names in messages ("a", "b"); NULL: "input i" */
+    unsigned index_inputs;     /* bit i set: input i holds TG_I64 indices; the others hold values */
+    tg__save save;
+    unsigned flags;            /* TG__ZERO_OUT, TG__CONSTANT */
+    const char *iarg[4];       /* names of args.i[k] to print; NULL: not printed */
+    const char *farg[2];       /* names of args.f[k] to print */
+    tg_status (*shape)(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape);
+    tg_status (*forward)(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out);
+    tg_status (*backward)(const tg__node *node, const tg_tensor *gout, void *const *grads);
+} tg__op;
+
 struct tg__node {
     const tg__op *op;
-    const tg_op_def *def; /* custom ops: the user's table entry and context */
-    void *user;
+    tg__args args;
     tg_tensor **in;
     int n_in;
     tg_tensor *out;
     tg_tensor **saved;
     uint64_t *hash;
     int n_saved;
-    int64_t arg[3]; /* axis, start, stop, ... */
-    double farg;    /* scale factor */
 };
 
-extern const tg__op tg__op_matmul, tg__op_add, tg__op_sub, tg__op_mul, tg__op_tanh, tg__op_scale,
-    tg__op_slice, tg__op_select, tg__op_stack, tg__op_reshape, tg__op_sum, tg__op_mean, tg__op_custom;
-/* Every built-in op, for printing and for the test that gradient-checks each one. NULL-terminated. */
+/* Every built-in op, for printing and for the test that gradient-checks each one. NULL-terminated.
+   Each entry is defined in its family file in ops/ and listed in ops/ops.c. */
 extern const tg__op *const tg__op_list[];
+extern const tg__op tg__op_custom;
+
+/* The shared path of every op: see tg__op. in[0..n) may hold NULLs (the first error is kept).
+   NULL on failure. */
+tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args);
+/* A node's name: the custom op's, else the built-in's. */
+const char *tg__node_name(const tg__node *node);
+/* A negative axis counts from the end, as NumPy's: axis in [-ndim, ndim) becomes [0, ndim) in *axis.
+   TG_EINVAL naming fn and the shape otherwise. */
+tg_status tg__axis(const char *fn, int ndim, const int64_t *shape, int64_t *axis);
+/* x viewed as (outer, n, inner) around axis: the loops of every axis op. Unsigned products, so that an
+   empty tensor's huge other dims wrap harmlessly instead of overflowing (no element is visited). */
+int64_t tg__prod(const int64_t *d, int from, int to);
 
 /* errors (core/error.c): the one place every failure passes through */
 tg_status tg__fail(tg_status status, const char *fmt, ...);
 /* For a NULL argument: TG_EINVAL "fn: name is NULL", unless an earlier failure is pending, whose
    status is returned and whose message kept: a NULL is most often what that failure returned. */
 tg_status tg__null(const char *fn, const char *name);
+/* How many failures this thread has had: a callback that set its own reason shows as a change. */
+uint64_t tg__fail_count(void);
 /* "(4,3)" into buf, which must hold TG__SHAPE_STR bytes. */
 #define TG__SHAPE_STR 192
 const char *tg__shape_str(int ndim, const int64_t *shape, char *buf);
@@ -82,7 +121,9 @@ int tg__alloc_failed(int reset);
    close, rename) fail with EIO (0: never), to prove a failed save leaves the old file and no temp file. */
 void tg__io_fail_write_at(int64_t k);
 
+/* Bytes per element: 4 for f32, 8 for f64 and i64. */
 static inline size_t tg__dsize(tg_dtype dtype) { return dtype == TG_F32 ? sizeof(float) : sizeof(double); }
+static inline int tg__is_float(tg_dtype dtype) { return dtype == TG_F32 || dtype == TG_F64; }
 /* numel of a shape into *numel; TG_ESHAPE for a negative dim, TG_ENOMEM when bytes overflow.
    fn names the caller in the message. */
 tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int64_t *numel);
@@ -102,20 +143,18 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
         }                                                                                          \
     } while (0)
 
+/* C = op(A) op(B) + beta C, row-major (ops/matmul.c); ta, tb transpose A, B. */
+void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+              const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+
 /* tape (core/tape.c) */
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
-/* Validates an op's inputs: none NULL (NULL keeps the first error), from this tape's recording, one
-   dtype. Returns 0 when fine. names: "a", "b", ...; NULL uses "input i". */
-int tg__check_inputs(const char *fn, tg_tape *tape, tg_tensor *const *in, int n, const char *const *names);
 /* A new output of the tape: data from the arena (zeroed when zero is set). NULL on TG_ENOMEM. */
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
                        int zero);
-/* Finishes an op whose output is computed: checks it is finite (when asked) and records a node if an
-   input needs a gradient. Returns out, or NULL on failure.
-   def and user are a custom op's (NULL for built-in ones). */
-tg_tensor *tg__record(tg_tape *tape, const tg__op *op, const tg_op_def *def, void *user, tg_tensor *out,
-                      tg_tensor *const *in, int n_in, tg__save save, const int64_t *arg, double farg);
-/* A node's name: the custom op's, else the built-in's. */
-const char *tg__node_name(const tg__node *node);
+/* 1 (and TG_ESTATE naming fn and what) when t is an op output of a recording that tg_tape_reset
+   ended. Only the last ended recording is told for sure: headers alternate between two pools, so an
+   output two resets old may stand in a header the current recording reuses. */
+int tg__stale(const char *fn, const char *what, const tg_tensor *t);
 
 #endif

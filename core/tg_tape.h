@@ -48,6 +48,13 @@ void tg_tape_free(tg_tape *tape);
 void tg_tape_set_checks(tg_tape *tape, unsigned flags);
 /* The flags in force; 0 for a NULL tape. */
 unsigned tg_tape_checks(const tg_tape *tape);
+/* Gradient recording on (1, the default) or off (0), like torch.no_grad: with it off, ops compute
+   their outputs and record nothing, and every output needs no gradient (tg_backward refuses it).
+   For evaluation, a validation loss, sampling; tg_gradcheck's finite differences run this way.
+   Outputs still belong to the tape and die with tg_tape_reset. NULL is ignored. */
+void tg_tape_set_grad_enabled(tg_tape *tape, int enabled);
+/* 1 when recording is on; 0 for a NULL tape. */
+int tg_tape_grad_enabled(const tg_tape *tape);
 /* Number of nodes recorded since the last reset; 0 for a NULL tape. */
 int64_t tg_tape_size(const tg_tape *tape);
 /* Bytes of the arena the current recording uses: op outputs, intermediate gradients and node lists.
@@ -71,10 +78,12 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out);
 tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t);
 
 /* Lists the recording, one node a line: index, op, inputs (node indices, or "leaf"/"param" and a
-   shape), output shape and what was saved for backward. TG_EINVAL for NULL arguments, TG_EIO when
+   shape), output shape, the op's arguments (axis, bounds, index, scale, p, ...) and what was saved
+   for backward. TG_EINVAL for NULL arguments, TG_EIO when
    writing fails. */
 tg_status tg_tape_print(const tg_tape *tape, FILE *out);
-/* Writes the same graph as Graphviz DOT (render with `dot -Tpng`). Errors as tg_tape_print. */
+/* Writes the same graph as Graphviz DOT (render with `dot -Tpng`), arguments included. Errors as
+   tg_tape_print. */
 tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out);
 
 #endif

@@ -1,7 +1,9 @@
 /* tapegrad: tensors.
  *
- * A tensor is an n-d array (0 to 8 dims) of f32 or f64 in contiguous row-major storage aligned to
- * 64 bytes. Who owns it decides who frees it:
+ * A tensor is an n-d array (0 to 8 dims) of f32 or f64 values, or of i64 indices (class targets,
+ * token ids), in contiguous row-major storage aligned to 64 bytes. Index tensors are never
+ * parameters and never get a gradient; ops that take values refuse them and ops that take indices
+ * (tg_embedding, tg_cross_entropy) refuse anything else, with TG_EDTYPE. Who owns it decides who frees it:
  *   - leaves, made here by the caller (tg_tensor_new, tg_param_new, ...), are the caller's and are
  *     freed with tg_tensor_free;
  *   - the outputs of ops belong to the tape that recorded them and die with tg_tape_reset or
@@ -13,21 +15,23 @@
 #define TG_TENSOR_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "tg_error.h"
 
 #define TG_MAX_DIMS 8
 
-typedef enum { TG_F32, TG_F64 } tg_dtype;
+typedef enum { TG_F32, TG_F64, TG_I64 } tg_dtype; /* TG_I64: index tensors */
 typedef struct tg_tensor tg_tensor;
 
 /* A zero-filled tensor without a gradient. shape has ndim entries, each >= 0 (0 makes an empty
    tensor); shape may be NULL when ndim is 0. NULL with TG_EINVAL (bad dtype or ndim), TG_ESHAPE
    (negative dim) or TG_ENOMEM (out of memory, or the byte count overflows). */
 tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape);
-/* As tg_tensor_new, plus a zeroed gradient: a leaf that backward accumulates into. */
+/* As tg_tensor_new, plus a zeroed gradient: a leaf that backward accumulates into. TG_EDTYPE for
+   TG_I64: indices have no gradient. */
 tg_tensor *tg_param_new(tg_dtype dtype, int ndim, const int64_t *shape);
-/* As tg_tensor_new, then copies numel elements of the given dtype from data (may be NULL if numel
-   is 0). */
+/* As tg_tensor_new, then copies numel elements of the given dtype (float, double or int64_t) from
+   data (may be NULL if numel is 0). */
 tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const void *data);
 /* A caller-owned copy of t's dtype, shape and data, with no gradient. NULL (t NULL) keeps the
    first error. */
@@ -36,13 +40,17 @@ tg_tensor *tg_tensor_clone(const tg_tensor *t);
 void tg_tensor_free(tg_tensor *t);
 
 /* The accessors read any tensor, the caller's or the tape's. For NULL they return TG_F32, 0, NULL and
-   0 (they are for reading results, where a NULL was already reported by the call that made it). */
+   0 (they are for reading results, where a NULL was already reported by the call that made it).
+   tg_tensor_data, tg_tensor_grad and tg_tensor_get on an op output of a recording that tg_tape_reset
+   ended return NULL (NaN) and set TG_ESTATE rather than hand out bytes the next recording owns. That
+   is told for sure for the last ended recording only (see tg_tape_reset), and not at all once the
+   tape is freed: the header itself is gone then. */
 tg_dtype tg_tensor_dtype(const tg_tensor *t);
 int tg_tensor_ndim(const tg_tensor *t);
 /* ndim entries, owned by t. */
 const int64_t *tg_tensor_shape(const tg_tensor *t);
 int64_t tg_tensor_numel(const tg_tensor *t);
-/* float * (TG_F32) or double * (TG_F64), numel elements, row-major; owned by t. */
+/* float * (TG_F32), double * (TG_F64) or int64_t * (TG_I64), numel elements, row-major; owned by t. */
 void *tg_tensor_data(tg_tensor *t);
 /* Same layout as the data. A parameter's gradient; after backward, also that of a tensor passed to
    tg_retain_grad. NULL for every other tensor. */
@@ -53,13 +61,23 @@ int tg_tensor_requires_grad(const tg_tensor *t);
 void tg_zero_grad(tg_tensor *t);
 /* XXH3-64 of dtype, shape and data: equal tensors hash equal, whatever their owner. 0 for NULL. */
 uint64_t tg_tensor_hash(const tg_tensor *t);
-/* Element i (flat, row-major) as a double; NaN when t is NULL or i out of range. For tests and
-   printing, not for loops. */
+/* Element i (flat, row-major) as a double (an i64 beyond 2^53 rounds); NaN when t is NULL, stale or
+   i out of range. For tests and printing, not for loops. */
 double tg_tensor_get(const tg_tensor *t, int64_t i);
-/* Writes element i; TG_EINVAL when t is NULL or i is out of range. */
+/* Writes element i; TG_EINVAL when t is NULL, i is out of range, or t is i64 and value is not an
+   integer within int64's range; TG_ESTATE when t is stale. */
 tg_status tg_tensor_set(tg_tensor *t, int64_t i, double value);
 /* Fills t with uniform values in [lo, hi) from a xoshiro256** stream seeded by *seed, and advances
-   *seed so successive calls draw different values. Deterministic across machines. */
+   *seed so successive calls draw different values. Deterministic across machines. TG_EDTYPE for an
+   i64 t. (tg_rng.h has the generator itself, normal draws and initialisers.) */
 tg_status tg_tensor_fill_uniform(tg_tensor *t, double lo, double hi, uint64_t *seed);
+/* Writes t as NumPy prints an array, after a line with its dtype and shape:
+       tensor f64 (2,3)
+       [[ 1.5, -2, 3],
+        [ 4, 5, 6]]
+   Values with %g's 6 significant digits (integers for i64); past 1000 elements each axis shows its
+   first and last 3 entries around "...", as NumPy's summarisation does. TG_EINVAL for NULL
+   arguments, TG_ESTATE for a stale t, TG_EIO when writing fails. */
+tg_status tg_tensor_print(const tg_tensor *t, FILE *out);
 
 #endif

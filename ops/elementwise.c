@@ -55,45 +55,56 @@ static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
         }                                                                                          \
     } while (0)
 
-enum { ADD, SUB, MUL };
-
-static tg_tensor *binary(const char *fn, const tg__op *op, int kind, tg_tape *tape, tg_tensor *a, tg_tensor *b) {
-    tg_tensor *in[2] = {a, b};
+static tg_status bcast_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                             int64_t *shape) {
+    (void)n, (void)args;
     char sa[TG__SHAPE_STR], sb[TG__SHAPE_STR];
     bcast bc;
-    if (tg__check_inputs(fn, tape, in, 2, names_ab)) return NULL;
-    if (!bcast_init(&bc, a, b)) {
-        tg__fail(TG_ESHAPE, "%s: shapes %s and %s do not broadcast", fn, tg__shape_str(a->ndim, a->shape, sa),
-                 tg__shape_str(b->ndim, b->shape, sb));
-        return NULL;
-    }
-    tg_tensor *y = tg__new_out(fn, tape, a->dtype, bc.nd, bc.shape, 0);
-    if (!y) return NULL;
+    if (!bcast_init(&bc, in[0], in[1]))
+        return tg__fail(TG_ESHAPE, "%s: shapes %s and %s do not broadcast", fn,
+                        tg__shape_str(in[0]->ndim, in[0]->shape, sa), tg__shape_str(in[1]->ndim, in[1]->shape, sb));
+    *ndim = bc.nd;
+    memcpy(shape, bc.shape, (size_t)bc.nd * sizeof *shape);
+    return TG_OK;
+}
+
+/* One forward and one backward for the binary ops; kind picks the arithmetic. The switch sits
+   outside the loops, so each op's inner loop is its own. */
+enum { ADD, SUB, MUL, DIV };
+
+static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
+    const tg_tensor *a = in[0], *b = in[1];
+    bcast bc;
+    bcast_init(&bc, a, b);
     bc.n = y->numel;
     TG__DISPATCH(a->dtype, {
         const T *pa = a->data, *pb = b->data;
         T *py = y->data;
         if (kind == ADD) BCAST_LOOP(bc, py[i] = pa[oa] + pb[ob]);
         else if (kind == SUB) BCAST_LOOP(bc, py[i] = pa[oa] - pb[ob]);
-        else BCAST_LOOP(bc, py[i] = pa[oa] * pb[ob]);
+        else if (kind == MUL) BCAST_LOOP(bc, py[i] = pa[oa] * pb[ob]);
+        else BCAST_LOOP(bc, py[i] = pa[oa] / pb[ob]);
     });
-    return tg__record(tape, op, NULL, NULL, y, in, 2, kind == MUL ? TG__SAVE_INPUTS : TG__SAVE_NONE, NULL, 0);
+    return TG_OK;
 }
 
+/* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. */
 static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
     bcast_init(&bc, a, b);
     bc.n = gout->numel;
     TG__DISPATCH(a->dtype, {
-        const T *g = gout->data, *pa = a->data, *pb = b->data;
+        const T *g = gout->data, *pa = a->data, *pb = b->data, *py = node->out->data;
         T *ga = grads[0], *gb = grads[1];
         if (ga) {
             if (kind == MUL) BCAST_LOOP(bc, ga[oa] += g[i] * pb[ob]);
+            else if (kind == DIV) BCAST_LOOP(bc, ga[oa] += g[i] / pb[ob]);
             else BCAST_LOOP(bc, ga[oa] += g[i]);
         }
         if (gb) {
             if (kind == MUL) BCAST_LOOP(bc, gb[ob] += g[i] * pa[oa]);
+            else if (kind == DIV) BCAST_LOOP(bc, gb[ob] -= g[i] * py[i] / pb[ob]);
             else if (kind == SUB) BCAST_LOOP(bc, gb[ob] -= g[i]);
             else BCAST_LOOP(bc, gb[ob] += g[i]);
         }
@@ -101,61 +112,80 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
     return TG_OK;
 }
 
-static tg_status add_backward(const tg__node *n, const tg_tensor *g, void *const *gr) { return binary_backward(ADD, n, g, gr); }
-static tg_status sub_backward(const tg__node *n, const tg_tensor *g, void *const *gr) { return binary_backward(SUB, n, g, gr); }
-static tg_status mul_backward(const tg__node *n, const tg_tensor *g, void *const *gr) { return binary_backward(MUL, n, g, gr); }
-const tg__op tg__op_add = {"add", add_backward};
-const tg__op tg__op_sub = {"sub", sub_backward};
-const tg__op tg__op_mul = {"mul", mul_backward};
+#define BINARY(op, KIND, SAVE)                                                                     \
+    static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *y) { \
+        (void)n, (void)args;                                                                       \
+        return binary_forward(KIND, in, y);                                                        \
+    }                                                                                              \
+    static tg_status op##_backward(const tg__node *node, const tg_tensor *g, void *const *grads) { \
+        return binary_backward(KIND, node, g, grads);                                              \
+    }                                                                                              \
+    const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_ab, .save = SAVE,     \
+                                .shape = bcast_shape, .forward = op##_forward, .backward = op##_backward}; \
+    tg_tensor *tg_##op(tg_tape *tape, tg_tensor *a, tg_tensor *b) {                                \
+        return tg__apply(tape, &tg__op_##op, (tg_tensor *[]){a, b}, 2, &(tg__args){0});            \
+    }
 
-tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return binary("tg_add", &tg__op_add, ADD, tape, a, b); }
-tg_tensor *tg_sub(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return binary("tg_sub", &tg__op_sub, SUB, tape, a, b); }
-tg_tensor *tg_mul(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return binary("tg_mul", &tg__op_mul, MUL, tape, a, b); }
+BINARY(add, ADD, TG__SAVE_NONE)
+BINARY(sub, SUB, TG__SAVE_NONE)
+BINARY(mul, MUL, TG__SAVE_INPUTS)
+BINARY(div, DIV, TG__SAVE_ALL)
 
-/* tanh: y = tanh(x); dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */
-tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x) {
-    tg_tensor *in[1] = {x};
-    if (tg__check_inputs("tg_tanh", tape, in, 1, names_x)) return NULL;
-    tg_tensor *y = tg__new_out("tg_tanh", tape, x->dtype, x->ndim, x->shape, 0);
-    if (!y) return NULL;
-    TG__DISPATCH(x->dtype, {
-        const T *px = x->data;
-        T *py = y->data;
-        for (int64_t i = 0; i < x->numel; i++) py[i] = tanh(px[i]);
-    });
-    return tg__record(tape, &tg__op_tanh, NULL, NULL, y, in, 1, TG__SAVE_OUTPUT, NULL, 0);
-}
+/* ---- unary ops: y = f(x), any shape; each op's forward and backward side by side ---- */
 
-static tg_status tanh_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    TG__DISPATCH(gout->dtype, {
-        const T *g = gout->data, *y = node->out->data;
-        T *gx = grads[0];
-        for (int64_t i = 0; i < gout->numel; i++) gx[i] += g[i] * (1 - y[i] * y[i]);
-    });
+static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape) {
+    (void)fn, (void)n, (void)args;
+    *ndim = in[0]->ndim;
+    memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
     return TG_OK;
 }
-const tg__op tg__op_tanh = {"tanh", tanh_backward};
+
+/* The loop of every unary forward (y[i] = EXPR of x = px[i], and a = args->f[0]) and backward
+   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a). */
+#define UNARY_FORWARD(op, EXPR)                                                                    \
+    static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
+        (void)n, (void)args;                                                                       \
+        TG__DISPATCH(out->dtype, {                                                                 \
+            const T *px = in[0]->data, a = (T)args->f[0];                                          \
+            T *py = out->data;                                                                     \
+            (void)a;                                                                               \
+            for (int64_t i = 0; i < out->numel; i++) {                                             \
+                const T x = px[i];                                                                 \
+                py[i] = (EXPR);                                                                    \
+            }                                                                                      \
+        });                                                                                        \
+        return TG_OK;                                                                              \
+    }
+#define UNARY_BACKWARD(op, EXPR)                                                                   \
+    static tg_status op##_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) { \
+        TG__DISPATCH(gout->dtype, {                                                                \
+            const T *pg = gout->data, *px = node->in[0]->data, *py = node->out->data;              \
+            const T a = (T)node->args.f[0];                                                        \
+            T *gx = grads[0];                                                                      \
+            (void)px, (void)py, (void)a;                                                           \
+            for (int64_t i = 0; i < gout->numel; i++) {                                            \
+                const T g = pg[i], x = px[i], y = py[i];                                           \
+                (void)x, (void)y;                                                                  \
+                gx[i] += (EXPR);                                                                   \
+            }                                                                                      \
+        });                                                                                        \
+        return TG_OK;                                                                              \
+    }
+#define UNARY_OP(op, SAVE, FARG)                                                                   \
+    const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
+                                .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
+                                .backward = op##_backward};
+
+/* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */
+UNARY_FORWARD(tanh, tanh(x))
+UNARY_BACKWARD(tanh, g * (1 - y * y))
+UNARY_OP(tanh, TG__SAVE_OUTPUT, NULL)
+tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_tanh, &x, 1, &(tg__args){0}); }
 
 /* scale: y = alpha x; dx += alpha dy. */
+UNARY_FORWARD(scale, a * x)
+UNARY_BACKWARD(scale, a * g)
+UNARY_OP(scale, TG__SAVE_NONE, "alpha")
 tg_tensor *tg_scale(tg_tape *tape, tg_tensor *x, double alpha) {
-    tg_tensor *in[1] = {x};
-    if (tg__check_inputs("tg_scale", tape, in, 1, names_x)) return NULL;
-    tg_tensor *y = tg__new_out("tg_scale", tape, x->dtype, x->ndim, x->shape, 0);
-    if (!y) return NULL;
-    TG__DISPATCH(x->dtype, {
-        const T *px = x->data;
-        T *py = y->data;
-        for (int64_t i = 0; i < x->numel; i++) py[i] = (T)alpha * px[i];
-    });
-    return tg__record(tape, &tg__op_scale, NULL, NULL, y, in, 1, TG__SAVE_NONE, NULL, alpha);
+    return tg__apply(tape, &tg__op_scale, &x, 1, &(tg__args){.f = {alpha}});
 }
-
-static tg_status scale_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    TG__DISPATCH(gout->dtype, {
-        const T *g = gout->data;
-        T *gx = grads[0], alpha = (T)node->farg;
-        for (int64_t i = 0; i < gout->numel; i++) gx[i] += alpha * g[i];
-    });
-    return TG_OK;
-}
-const tg__op tg__op_scale = {"scale", scale_backward};

@@ -225,8 +225,14 @@ Test(tape, nonfinite_check_names_the_op_in_forward) {
     ((double *)tg_tensor_data(q))[1] = INFINITY;
     tg_tensor *h = tg_tanh(tape, p); /* node 0 */
     cr_assert(h);
-    cr_expect_null(tg_sub(tape, tg_add(tape, h, q), q)); /* add: inf, at node 1 */
-    tt_expect_error(TG_ENONFINITE, "add: non-finite output in forward at node 1 (inputs (2,3), (3,))");
+    cr_expect_null(tg_sub(tape, tg_add(tape, h, q), q)); /* add: inf, at node 1, from the leaf q */
+    tt_expect_error(TG_ENONFINITE, "tg_add: non-finite output at node 1: input b of tg_add is a leaf holding Inf "
+                    "at element 1");
+    /* born inside the op: 0 / 0 of two op outputs */
+    tg_tensor *z = tg_sub(tape, h, h);
+    cr_assert(z);
+    cr_expect_null(tg_div(tape, z, z));
+    tt_expect_error(TG_ENONFINITE, "tg_div: non-finite output in forward at node 2 (inputs (2,3), (2,3))");
     tg_tape_free(tape);
     tg_tensor_free(p), tg_tensor_free(q);
 }
@@ -401,8 +407,13 @@ Test(tape, nonfinite_check_finds_a_nan_born_in_forward) {
     ((double *)tg_tensor_data(q))[3] = NAN;
     tg_tensor *h = tg_matmul(tape, p, p); /* node 0: finite */
     cr_assert(h);
-    cr_expect_null(tg_tanh(tape, tg_mul(tape, h, q))); /* mul is node 1 and makes the NaN */
-    tt_expect_error(TG_ENONFINITE, "mul: non-finite output in forward at node 1 (inputs (2,2), (2,2))");
+    cr_expect_null(tg_tanh(tape, tg_mul(tape, h, q))); /* mul is node 1; the NaN comes from the leaf q */
+    tt_expect_error(TG_ENONFINITE, "tg_mul: non-finite output at node 1: input b of tg_mul is a leaf holding NaN "
+                    "at element 3");
+    ((double *)tg_tensor_data(q))[3] = -INFINITY;
+    cr_expect_null(tg_scale(tape, q, 2));
+    tt_expect_error(TG_ENONFINITE, "tg_scale: non-finite output at node 1: input x of tg_scale is a leaf holding "
+                    "-Inf at element 3");
     tg_tape_free(tape);
     tg_tensor_free(p), tg_tensor_free(q);
 }
