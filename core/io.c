@@ -66,6 +66,26 @@ static tg_status restate(const char *fn, const char *path) {
 }
 
 /* numel x size, or UINT64_MAX when that overflows, which no real byte count equals. */
+/* The one place that names dtypes in files: .npy's descr and safetensors' dtype string. */
+static const struct {
+    tg_dtype dtype;
+    const char *npy, *st;
+} file_dtypes[] = {{TG_F32, "<f4", "F32"}, {TG_F64, "<f8", "F64"}, {TG_I64, "<i8", "I64"}};
+#define N_FILE_DTYPES ((int)(sizeof file_dtypes / sizeof file_dtypes[0]))
+
+static int dtype_index(tg_dtype dtype) {
+    for (int i = 0; i < N_FILE_DTYPES; i++)
+        if (file_dtypes[i].dtype == dtype) return i;
+    return 0;
+}
+
+/* A file's dtype string (st: safetensors', else .npy's) into *dtype; 0 when tapegrad has no such dtype. */
+static int dtype_from(const char *name, int st, tg_dtype *dtype) {
+    for (int i = 0; i < N_FILE_DTYPES; i++)
+        if (!strcmp(name, st ? file_dtypes[i].st : file_dtypes[i].npy)) return *dtype = file_dtypes[i].dtype, 1;
+    return 0;
+}
+
 static uint64_t nbytes(int ndim, const int64_t *shape, size_t size) {
     uint64_t n = size;
     for (int i = 0; i < ndim; i++)
@@ -351,11 +371,9 @@ static tg_status npy_parse(const char *path, const unsigned char *buf, size_t le
     char why[64];
     const char *wrong = npy_dict(&c, &h, why, sizeof why);
     if (wrong) return bad(fn, path, "malformed header (%s): %s", wrong, snippet(buf + pre, hlen, snip));
-    tg_dtype dtype = TG_F32;
-    if (!strcmp(h.descr, "<f8"))
-        dtype = TG_F64;
-    else if (strcmp(h.descr, "<f4"))
-        return bad(fn, path, "%sdtype '%s' is not supported (tapegrad reads '<f4' and '<f8')",
+    tg_dtype dtype;
+    if (!dtype_from(h.descr, 0, &dtype))
+        return bad(fn, path, "%sdtype '%s' is not supported (tapegrad reads '<f4', '<f8' and '<i8')",
                    h.descr[0] == '>' ? "big-endian " : "", h.descr);
     if (h.fortran) return bad(fn, path, "Fortran-order (column-major) data is not supported");
     uint64_t want = nbytes(h.ndim, h.shape, tg__dsize(dtype)), have = len - pre - hlen;
@@ -389,7 +407,7 @@ tg_status tg_save_npy(const char *path, tg_tensor *t) {
        19-digit dims fit far within version 1.0's 64 KiB header, so 2.0 is never needed. */
     char h[320];
     int n = 10 + snprintf(h + 10, 80, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                          t->dtype == TG_F32 ? "<f4" : "<f8");
+                          file_dtypes[dtype_index(t->dtype)].npy);
     for (int i = 0; i < t->ndim; i++) n += snprintf(h + n, 24, i ? ", %lld" : "%lld", (long long)t->shape[i]);
     n += snprintf(h + n, 8, t->ndim == 1 ? ",), }" : "), }");
     size_t total = ((size_t)n + 1 + 63) / 64 * 64;
@@ -431,11 +449,10 @@ static tg_status st_entry_parse(const char *fn, const char *path, const cJSON *j
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of))
         return bad(fn, path, "tensor '%s' lacks a string dtype, a shape array or a data_offsets array", name);
-    if (strcmp(dt->valuestring, "F32") && strcmp(dt->valuestring, "F64"))
-        return bad(fn, path, "tensor '%s' has dtype '%s' (tapegrad reads F32 and F64)", name,
+    if (!dtype_from(dt->valuestring, 1, &e->dtype))
+        return bad(fn, path, "tensor '%s' has dtype '%s' (tapegrad reads F32, F64 and I64)", name,
                    dt->valuestring);
     e->name = name;
-    e->dtype = dt->valuestring[2] == '2' ? TG_F32 : TG_F64;
     e->ndim = cJSON_GetArraySize(sh);
     if (e->ndim > TG_MAX_DIMS)
         return bad(fn, path, "tensor '%s' has %d dimensions (at most %d)", name, e->ndim, TG_MAX_DIMS);
@@ -695,7 +712,7 @@ static tg_status st_header_json(const char *fn, const char *const *names, tg_ten
         snprintf(hash, sizeof hash, "%016" PRIx64, tg_tensor_hash(t));
         snprintf(key, longest + 6, "xxh3:%s", names[i]);
         cJSON *e = cJSON_AddObjectToObject(root, names[i]);
-        ok = e && cJSON_AddStringToObject(e, "dtype", t->dtype == TG_F32 ? "F32" : "F64") &&
+        ok = e && cJSON_AddStringToObject(e, "dtype", file_dtypes[dtype_index(t->dtype)].st) &&
              add_ints(e, "shape", t->shape, t->ndim) && add_ints(e, "data_offsets", offsets, 2) &&
              cJSON_AddStringToObject(meta, key, hash);
     }

@@ -485,7 +485,7 @@ static const st_case st_cases[] = {
     {"text after the JSON", "{} x", 0, 0, "bytes after the JSON object at byte 3: \"x\""},
     {"NUL padding", "{}\0\0\0\0\0\0", 0, 8, "bytes after the JSON object"},
     {"BF16", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, 0,
-     "tensor 'a' has dtype 'BF16' (tapegrad reads F32 and F64)"},
+     "tensor 'a' has dtype 'BF16' (tapegrad reads F32, F64 and I64)"},
     {"I64", "{\"ids\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, 0,
      "tensor 'ids' has dtype 'I64'"},
     {"lower-case dtype", "{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
