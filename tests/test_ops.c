@@ -489,6 +489,11 @@ Test(ops, axis_reductions_transpose_concat_values) {
     cr_expect(tg_tensor_get(s, 0) == 5 && tg_tensor_get(s, 2) == 9);
     cr_expect(tg_tensor_ndim(m) == 1 && tg_tensor_get(m, 0) == 2 && tg_tensor_get(m, 1) == 5);
     cr_expect(tg_tensor_get(x, 0) == 4 && tg_tensor_get(x, 2) == 6);
+    /* f32 sums accumulate in double: in float, 2^24 + 1 rounds back to 2^24 four times over */
+    tg_tensor *big = tg_tensor_from(TG_F32, 2, TT_SHAPE(1, 5), (float[]){16777216, 1, 1, 1, 1});
+    cr_expect_eq(tg_tensor_get(tg_sum_axis(tape, big, 1, 0), 0), 16777220.0);
+    cr_expect_eq(tg_tensor_get(tg_mean_axis(tape, big, 1, 0), 0), (double)(float)(16777220.0 / 5));
+    tg_tensor_free(big);
     /* over an empty axis: the sum 0, the mean NaN, as NumPy's */
     tg_tensor *e = tg_slice(tape, a, 1, 1, 1); /* (2,0) */
     tg_tensor *se = tg_sum_axis(tape, e, 1, 0), *me = tg_mean_axis(tape, e, 1, 1);
