@@ -4,9 +4,14 @@
 
 extern const tg__op tg__op_matmul, tg__op_add, tg__op_sub, tg__op_mul, tg__op_div, tg__op_tanh, tg__op_scale,
     tg__op_slice, tg__op_select, tg__op_stack, tg__op_reshape, tg__op_sum, tg__op_mean;
+extern const tg__op tg__op_neg, tg__op_add_scalar, tg__op_exp, tg__op_log, tg__op_sqrt, tg__op_sigmoid, tg__op_relu,
+    tg__op_sum_axis, tg__op_mean_axis, tg__op_max_axis, tg__op_transpose, tg__op_concat;
 
 const tg__op *const tg__op_list[] = {
     &tg__op_matmul, &tg__op_add,    &tg__op_sub,    &tg__op_mul,   &tg__op_div,
     &tg__op_tanh,   &tg__op_scale,  &tg__op_slice,  &tg__op_select, &tg__op_stack,
-    &tg__op_reshape, &tg__op_sum,   &tg__op_mean,   &tg__op_custom, NULL,
+    &tg__op_reshape, &tg__op_sum,   &tg__op_mean,   &tg__op_custom,
+    &tg__op_neg, &tg__op_add_scalar, &tg__op_exp, &tg__op_log, &tg__op_sqrt, &tg__op_sigmoid, &tg__op_relu,
+    &tg__op_sum_axis, &tg__op_mean_axis, &tg__op_max_axis, &tg__op_transpose, &tg__op_concat,
+    NULL,
 };
