@@ -1,5 +1,6 @@
 /* The thread-local error: the library's only mutable state outside its objects. */
 #include <stdio.h>
+#include <string.h>
 #include "tg_internal.h"
 
 static _Thread_local tg_status last_status = TG_OK;
@@ -23,6 +24,16 @@ tg_status tg__fail(tg_status status, const char *fmt, ...) {
 }
 
 uint64_t tg__fail_count(void) { return fail_count; }
+
+void tg__error_save(tg__error *e) {
+    e->status = last_status;
+    memcpy(e->message, last_message, sizeof e->message);
+}
+
+void tg__error_restore(const tg__error *e) {
+    last_status = e->status;
+    memcpy(last_message, e->message, sizeof last_message);
+}
 
 tg_status tg_set_error(tg_status status, const char *fmt, ...) {
     va_list ap;

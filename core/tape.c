@@ -31,6 +31,7 @@ struct tg_tape {
     tg__node *nodes;
     int64_t n_nodes, cap_nodes;
     unsigned checks;
+    int check_accumulate; /* gradient checks: prove every backward adds (tg__node_backward) */
     int grad_enabled; /* 0: ops compute and record nothing (tg_tape_set_grad_enabled) */
     uint64_t gen;  /* bumped by every reset */
     int done;      /* backward has run on this recording */
@@ -101,6 +102,14 @@ void tg_tape_set_grad_enabled(tg_tape *tape, int enabled) {
     if (tape) tape->grad_enabled = enabled != 0;
 }
 int tg_tape_grad_enabled(const tg_tape *tape) { return tape ? tape->grad_enabled : 0; }
+
+void tg__tape_check_accumulate(tg_tape *tape, int on) {
+    if (tape) tape->check_accumulate = on != 0;
+}
+
+const tg__node *tg__tape_node(const tg_tape *tape, int64_t k) {
+    return tape && k >= 0 && k < tape->n_nodes ? &tape->nodes[k] : NULL;
+}
 
 int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
     if (!t->tape || t->gen == t->tape->gen) return 0;
@@ -333,6 +342,85 @@ static tg_status seed_grad(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_
     return TG_OK;
 }
 
+/* A test build swaps one op's backward for another (thread-local, so parallel tests do not see it), to
+   plant a wrong backward in a built-in op and see the checks name it. */
+static _Thread_local const tg__op *override_op;
+static _Thread_local tg_status (*override_fn)(const tg__node *, const tg_tensor *, void *const *);
+
+void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__node *, const tg_tensor *, void *const *)) {
+    override_op = backward ? op : NULL;
+    override_fn = backward;
+}
+
+static tg_status call_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    return (override_op == node->op ? override_fn : node->op->backward)(node, gout, grads);
+}
+
+/* The pattern a checked backward finds in its buffers on its second run: values no gradient is likely
+   to cancel. */
+static double pattern(int64_t j) { return 0.75 + 0.125 * (double)(j % 11); }
+
+tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *all, int check) {
+    if (!check) return call_backward(node, gout, all);
+    /* Twice: once on the buffers as they are (S, giving R), once on S + P. A backward that adds gives R + P
+       the second time; one that assigns loses P, which a check of a function using the op once (every
+       buffer starting at zero) would never see. */
+    int n = node->n_in;
+    /* keep[i]: S, keep[n + i]: R, keep[2n + i]: the buffer to check, or NULL where none is, or where an
+       input used twice (x * x) hands the same buffer again: it is kept, patterned and compared once. */
+    void **keep = tg__calloc((size_t)3 * (size_t)n * sizeof *keep);
+    tg_status st = keep ? TG_OK : tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
+    void **grads = keep ? keep + 2 * n : NULL;
+    for (int i = 0; i < n && !st; i++) {
+        grads[i] = all[i];
+        for (int j = 0; j < i; j++)
+            if (all[j] == all[i]) grads[i] = NULL;
+    }
+    for (int i = 0; i < n && !st; i++) {
+        if (!grads[i]) continue;
+        size_t bytes = (size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype);
+        keep[i] = tg__malloc(bytes);       /* S */
+        keep[n + i] = tg__malloc(bytes);   /* R */
+        if (!keep[i] || !keep[n + i]) st = tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
+        else memcpy(keep[i], grads[i], bytes);
+    }
+    if (!st) st = call_backward(node, gout, all);
+    for (int i = 0; i < n && !st; i++) {
+        if (!grads[i]) continue;
+        const tg_tensor *x = node->in[i];
+        memcpy(keep[n + i], grads[i], (size_t)x->numel * tg__dsize(x->dtype));
+        TG__DISPATCH(x->dtype, {
+            T *g = grads[i];
+            const T *s0 = keep[i];
+            for (int64_t j = 0; j < x->numel; j++) g[j] = s0[j] + (T)pattern(j);
+        });
+    }
+    if (!st) st = call_backward(node, gout, all);
+    for (int i = 0; i < n && !st; i++) {
+        if (!grads[i]) continue;
+        const tg_tensor *x = node->in[i];
+        TG__DISPATCH(x->dtype, {
+            T *g = grads[i];
+            const T *s0 = keep[i], *r = keep[n + i];
+            const double rel = sizeof(T) == sizeof(float) ? 1e-4 : 1e-10;
+            for (int64_t j = 0; j < x->numel && !st; j++) {
+                double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)pattern(j);
+                double tol = rel * (fabs((double)s0[j]) + fabs((double)r[j]) + pattern(j) + fabs(d1));
+                /* a NaN or Inf is the gradient checks' to report, not an overwrite */
+                if (isfinite(d1) && isfinite(d2) && !(fabs(d1 - d2) <= tol))
+                    st = tg__fail(TG_EINVAL, "backward of %s (node %lld) overwrites its gradient of input %d instead "
+                                  "of adding to it: element %lld gains %.10g, but %.10g when its buffer holds %.10g "
+                                  "more", tg__node_name(node), (long long)k, i, (long long)j,
+                                  d1, d2, pattern(j));
+            }
+            memcpy(g, r, (size_t)x->numel * sizeof(T));
+        });
+    }
+    for (int i = 0; keep && i < 2 * n; i++) tg__free(keep[i]);
+    tg__free(keep);
+    return st;
+}
+
 static tg_status run_node(tg_tape *tape, int64_t k) {
     const tg__node *node = &tape->nodes[k];
     const char *name = tg__node_name(node);
@@ -355,7 +443,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     gout.data = node->out->grad;
     gout.grad = NULL;
     gout.flags = 0;
-    tg_status st = node->op->backward(node, &gout, grads);
+    tg_status st = tg__node_backward(node, k, &gout, grads, tape->check_accumulate);
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)
         for (int i = 0; i < node->n_in; i++)

@@ -10,6 +10,11 @@
  * input. Either way the backward runs twice for each grad_out, on two recordings, and the check
  * fails if the two runs differ at all (a backward that reads stale state is caught that way).
  *
+ * Both also prove that every backward adds into its gradients instead of assigning them (a backward
+ * that writes grads[i][k] = ... is right only while its input has one consumer): each node's backward
+ * runs a second time on buffers already holding a known pattern, and must add the same amounts.
+ * When either check fails, tg_gradcheck_nodes on one recording of f names the node that is wrong.
+ *
  * The check never skips silently: no input that needs a gradient, nothing to compare (the output or
  * every such input empty), f32 inputs without allow_f32, or f failing, each make it fail with a
  * message.
@@ -56,6 +61,9 @@ typedef struct {
     double max_rel_err;  /* |a - n| / max(|n|, 1e-12), over every compared value (the floor keeps an
                             exactly zero derivative from turning roundoff into infinity) */
     char message[512];   /* one line, why it failed, or a summary when it passed */
+    int64_t node;        /* tg_gradcheck_nodes: the failing node's index on the tape; -1 when it passed,
+                            and always for tg_gradcheck and tg_gradcheck_ref */
+    char op[64];         /* that node's op name ("" when node is -1) */
 } tg_gradcheck_report;
 /* The worst entry is the one with the largest |a - n| - (atol + rtol |n|): on failure, the one most
    out of tolerance; on a pass, the one nearest to it in absolute terms. */
@@ -86,6 +94,31 @@ typedef tg_status (*tg_ref_fn)(tg_tensor *const *inputs, const tg_tensor *grad_o
 int tg_gradcheck_ref(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *inputs, int n_inputs,
                      const tg_gradcheck_opts *opts, tg_gradcheck_report *vs_ref,
                      tg_gradcheck_report *vs_numeric);
+
+/* Checks each node of the current recording of tape (up to and including out's node) on its own.
+   opts as tg_gradcheck's (NULL: defaults); report may be NULL. 1 pass, 0 fail.
+   Each node's forward is rerun from its op's table entry at its recorded inputs, perturbed one
+   element at a time (central differences, opts' eps and tolerances), and compared with its backward
+   for a random grad_out v: every element of v^T J for inputs of up to 4096 elements in all, else one
+   random projection v^T J u per input; nodes with at most 16 outputs and 256 input elements also have
+   their full Jacobian compared. Built-in ops rerun in f64 from the recorded values (f32 recordings
+   need opts->allow_f32); custom ops rerun in their own dtype. Each backward also runs a second time on
+   gradient buffers already holding a known pattern, and a backward that assigns instead of adding
+   fails ("backward of softplus (node 7) overwrites its gradient of input 0 instead of adding to it").
+   The first failing node is reported: report->node and ->op, the input and element, both values, and
+   a message "%7 softplus: input 0 element 3: analytic ... vs numeric ..."; a pass says how many nodes
+   and values were compared. Nothing is skipped: a node whose forward fails on the rerun, or whose
+   output is not finite, fails with a message. The recording is left as it was: its backward may run
+   afterwards, with the same result. Errors (the check cannot run: returns 0 and sets the thread's
+   error) as tg_gradcheck's: TG_EINVAL for a NULL tape or out, an out that is not an op output of the
+   tape's current recording (TG_ESTATE for one of an ended recording), bad opts; TG_EDTYPE for f32
+   without allow_f32; TG_ENOMEM. */
+int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *opts,
+                       tg_gradcheck_report *report);
+/* The failing node of the last tg_gradcheck_nodes on this thread: its tape index and op name,
+   or -1 and "" when it passed. */
+int64_t     tg_gradcheck_nodes_failed_index(void);
+const char *tg_gradcheck_nodes_failed_op(void);
 
 /* Prints a report in a few readable lines: PASS or FAIL, the worst input and element with both
    values, the maximum errors and the message. NULL report or out prints nothing. */

@@ -99,6 +99,14 @@ tg_status tg__fail(tg_status status, const char *fmt, ...);
 /* For a NULL argument: TG_EINVAL "fn: name is NULL", unless an earlier failure is pending, whose
    status is returned and whose message kept: a NULL is most often what that failure returned. */
 tg_status tg__null(const char *fn, const char *name);
+/* This thread's status and message, kept aside and put back: a check that turns a failure it provoked
+   into a result leaves the caller's error as it was. */
+typedef struct {
+    tg_status status;
+    char message[512];
+} tg__error;
+void tg__error_save(tg__error *e);
+void tg__error_restore(const tg__error *e);
 /* How many failures this thread has had: a callback that set its own reason shows as a change. */
 uint64_t tg__fail_count(void);
 /* "(4,3)" into buf, which must hold TG__SHAPE_STR bytes. */
@@ -152,6 +160,17 @@ void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* A new output of the tape: data from the arena (zeroed when zero is set). NULL on TG_ENOMEM. */
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
                        int zero);
+/* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice, the
+   second time on buffers holding a known pattern more, and fails (TG_EINVAL, "backward of <op> (node k)
+   overwrites its gradient ...") unless the second run added the same amounts: the gradient checks'
+   proof that a backward adds rather than assigns. */
+tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *grads, int check);
+/* Gradient checks turn that proof on for every node of a tape's backward. */
+void tg__tape_check_accumulate(tg_tape *tape, int on);
+/* Node k of the current recording; NULL when there is none. */
+const tg__node *tg__tape_node(const tg_tape *tape, int64_t k);
+/* Tests: op's backward becomes `backward` on this thread (NULL restores it); one op at a time. */
+void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__node *, const tg_tensor *, void *const *));
 /* 1 (and TG_ESTATE naming fn and what) when t is an op output of a recording that tg_tape_reset
    ended. Only the last ended recording is told for sure: headers alternate between two pools, so an
    output two resets old may stand in a header the current recording reuses. */

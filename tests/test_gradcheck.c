@@ -725,3 +725,196 @@ Test(gradcheck, finite_differences_run_without_recording) {
     }
     tg_tensor_free(p);
 }
+
+/* ---- a backward that overwrites, and the per-node check ---- */
+
+/* softplus(x) = log(1 + e^x), whose backward either adds (right) or assigns (wrong but, used once, with
+   the right values). */
+static tg_status softplus_forward(tg_tensor *const *in, int n, tg_tensor *out, void *user) {
+    (void)n, (void)user;
+    for (int64_t k = 0; k < tg_tensor_numel(out); k++) tg_tensor_set(out, k, log1p(exp(tg_tensor_get(in[0], k))));
+    return TG_OK;
+}
+static tg_status softplus_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                                   void *user) {
+    (void)n, (void)out;
+    int assign = user != NULL;
+    for (int64_t k = 0; grads[0] && k < tg_tensor_numel(in[0]); k++) {
+        double d = tg_tensor_get(gout, k) / (1 + exp(-tg_tensor_get(in[0], k)));
+        if (tg_tensor_dtype(in[0]) == TG_F32) {
+            float *g = grads[0];
+            g[k] = assign ? (float)d : g[k] + (float)d;
+        } else {
+            double *g = grads[0];
+            g[k] = assign ? d : g[k] + d;
+        }
+    }
+    return TG_OK;
+}
+static const tg_op_def SOFTPLUS = {"softplus", tt_same_shape, softplus_forward, softplus_backward};
+
+/* sum(tanh(softplus(x @ W)) * c): softplus used once, between built-in ops */
+static tg_tensor *f_softplus(tg_tape *t, tg_tensor *const *in, void *ctx) {
+    tg_tensor *h = tg_matmul(t, in[0], in[1]);
+    tg_tensor *s = tg_custom(t, &SOFTPLUS, &h, 1, ctx);
+    return tg_sum(t, tg_mul(t, tg_tanh(t, s), in[2]));
+}
+static tg_status ref_softplus(tg_tensor *const *in, const tg_tensor *gout, tg_tensor *const *grads, void *ctx) {
+    (void)ctx;
+    /* dL/dW = x^T (g c (1 - tanh^2(s)) sigmoid(h)), dL/dx likewise with W */
+    int64_t N = tg_tensor_shape(in[0])[0], K = tg_tensor_shape(in[0])[1], M = tg_tensor_shape(in[1])[1];
+    double g = tg_tensor_get(gout, 0);
+    for (int64_t i = 0; i < tg_tensor_numel(in[1]); i++) tg_tensor_set(grads[1], i, 0);
+    for (int64_t i = 0; grads[0] && i < tg_tensor_numel(in[0]); i++) tg_tensor_set(grads[0], i, 0);
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t m = 0; m < M; m++) {
+            double h = 0;
+            for (int64_t k = 0; k < K; k++) h += tg_tensor_get(in[0], r * K + k) * tg_tensor_get(in[1], k * M + m);
+            double s = log1p(exp(h)), th = tanh(s);
+            double dh = g * tg_tensor_get(in[2], r * M + m) * (1 - th * th) / (1 + exp(-h));
+            for (int64_t k = 0; k < K; k++) {
+                tg_tensor_set(grads[1], k * M + m, tg_tensor_get(grads[1], k * M + m) + tg_tensor_get(in[0], r * K + k) * dh);
+                if (grads[0])
+                    tg_tensor_set(grads[0], r * K + k, tg_tensor_get(grads[0], r * K + k) + tg_tensor_get(in[1], k * M + m) * dh);
+            }
+        }
+    return TG_OK;
+}
+
+Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
+    tg_tensor *in[3] = {TT_RAND(TG_F64, 0, 1, 3, 2), TT_RAND(TG_F64, 1, 2, 2, 4), TT_RAND(TG_F64, 0, 3, 3, 4)};
+    tg_gradcheck_report r, rn;
+    int wrong = 1;
+    /* the right one passes all three */
+    cr_expect(tg_gradcheck(f_softplus, NULL, in, 3, NULL, &r), "%s", r.message);
+    cr_expect(tg_gradcheck_ref(f_softplus, ref_softplus, NULL, in, 3, NULL, &r, &rn), "%s / %s", r.message, rn.message);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *L = f_softplus(tape, in, NULL);
+    cr_expect(tg_gradcheck_nodes(tape, L, NULL, &r), "%s", r.message);
+    cr_expect(strstr(r.message, "passed: 5 nodes checked"), "%s", r.message);
+    cr_expect_eq(tg_gradcheck_nodes_failed_index(), -1);
+    cr_expect_str_eq(tg_gradcheck_nodes_failed_op(), "");
+    tg_tape_free(tape);
+    /* the overwriting one fails each, named */
+    tg_clear_error();
+    cr_expect_not(tg_gradcheck(f_softplus, &wrong, in, 3, NULL, &r));
+    cr_expect(strstr(r.message, "backward of softplus (node 1) overwrites its gradient of input 0 instead of adding"),
+              "%s", r.message);
+    tg_clear_error();
+    cr_expect_not(tg_gradcheck_ref(f_softplus, ref_softplus, &wrong, in, 3, NULL, &r, &rn));
+    cr_expect(strstr(rn.message, "backward of softplus (node 1) overwrites its gradient"), "%s", rn.message);
+    tape = tg_tape_new();
+    L = f_softplus(tape, in, &wrong);
+    tg_clear_error();
+    cr_expect_not(tg_gradcheck_nodes(tape, L, NULL, &r));
+    cr_expect(strstr(r.message, "backward of softplus (node 1) overwrites its gradient of input 0"), "%s", r.message);
+    cr_expect_eq(r.node, 1);
+    cr_expect_str_eq(r.op, "softplus");
+    cr_expect_eq(tg_gradcheck_nodes_failed_index(), 1);
+    cr_expect_str_eq(tg_gradcheck_nodes_failed_op(), "softplus");
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
+    tg_tape_free(tape);
+    inputs_free(in, 3);
+}
+
+/* A wrong value in one op of a chain: the whole-function check says input and element, the per-node check
+   names the node, and the recording's own backward is as it would have been. */
+static tg_status softplus_backward_off(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout,
+                                       void *const *grads, void *user) {
+    tg_status s = softplus_backward(in, n, out, gout, grads, user);
+    if (grads[0]) ((double *)grads[0])[3] += 0.5 * tg_tensor_get(gout, 3);
+    return s;
+}
+static const tg_op_def SOFTPLUS_OFF = {"softplus", tt_same_shape, softplus_forward, softplus_backward_off};
+static tg_tensor *f_chain(tg_tape *t, tg_tensor *const *in, void *ctx) {
+    tg_tensor *h = tg_add(t, tg_matmul(t, in[0], in[1]), in[2]);             /* %0 %1 */
+    tg_tensor *a = tg_tanh(t, tg_scale(t, h, 0.5));                          /* %2 %3 */
+    tg_tensor *s = tg_custom(t, ctx ? &SOFTPLUS_OFF : &SOFTPLUS, &a, 1, NULL); /* %4 */
+    tg_tensor *z = tg_mul(t, tg_sub(t, s, a), h);                            /* %5 %6 */
+    return tg_mean(t, tg_tanh(t, tg_add(t, z, tg_sum(t, a))));              /* %7 %8 %9 %10 */
+}
+
+Test(gradcheck, the_per_node_check_names_the_wrong_node) {
+    tg_tensor *in[3] = {TT_RAND(TG_F64, 1, 1, 2, 3), TT_RAND(TG_F64, 1, 2, 3, 4), TT_RAND(TG_F64, 1, 3, 4)};
+    tg_gradcheck_report r;
+    int off = 1;
+    cr_expect_not(tg_gradcheck(f_chain, &off, in, 3, NULL, &r));
+    cr_expect(strstr(r.message, "tg_gradcheck_nodes on one recording of f names the op"), "%s", r.message);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tg_gradcheck_print(&r, f);
+    fclose(f);
+    cr_expect(strstr(buf, "FAIL"), "%s", buf);
+    free(buf);
+
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *L = f_chain(tape, in, &off);
+    cr_assert(L && tg_tape_size(tape) == 11, "%lld nodes", (long long)tg_tape_size(tape));
+    cr_expect_not(tg_gradcheck_nodes(tape, L, NULL, &r));
+    cr_expect_eq(r.node, 4);
+    cr_expect(strstr(r.message, "%4 softplus: input 0 element 3"), "%s", r.message);
+    cr_expect(strstr(r.message, "analytic") && strstr(r.message, "vs numeric"), "%s", r.message);
+    cr_expect_eq(r.input, 0);
+    cr_expect_eq(r.index, 3);
+    cr_expect(fabs(r.analytic - r.numeric) > 0.01);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    tg_gradcheck_print(&r, f);
+    fclose(f);
+    cr_expect(strstr(buf, "node: %4 softplus"), "%s", buf);
+    cr_expect_null(strstr(buf, "next:"), "%s", buf);
+    free(buf);
+    /* the recording is as it was: its backward gives what a fresh recording's does */
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    double after[6];
+    memcpy(after, tg_tensor_grad(in[0]), sizeof after);
+    tg_tape_reset(tape);
+    for (int i = 0; i < 3; i++) tg_zero_grad(in[i]);
+    L = f_chain(tape, in, &off);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK);
+    cr_expect(!memcmp(after, tg_tensor_grad(in[0]), sizeof after));
+    /* with the right softplus every node passes */
+    tg_tape_reset(tape);
+    L = f_chain(tape, in, NULL);
+    cr_expect(tg_gradcheck_nodes(tape, L, NULL, &r), "%s", r.message);
+    cr_expect(strstr(r.message, "passed: 11 nodes checked"), "%s", r.message);
+    /* up to and including out's node only: the wrong softplus comes after h */
+    tg_tape_reset(tape);
+    tg_tensor *h = tg_add(tape, tg_matmul(tape, in[0], in[1]), in[2]);
+    cr_assert(tg_custom(tape, &SOFTPLUS_OFF, &h, 1, NULL));
+    cr_expect(tg_gradcheck_nodes(tape, h, NULL, &r), "%s", r.message);
+    cr_expect(strstr(r.message, "passed: 2 nodes checked"), "%s", r.message);
+    tg_tape_free(tape);
+    inputs_free(in, 3);
+}
+
+Test(gradcheck, the_per_node_check_in_f32_and_its_errors) {
+    tg_tensor *in[3] = {TT_RAND(TG_F32, 1, 1, 2, 3), TT_RAND(TG_F32, 1, 2, 3, 4), TT_RAND(TG_F32, 1, 3, 4)};
+    tg_tape *tape = tg_tape_new(), *other = tg_tape_new();
+    tg_tensor *L = f_chain(tape, in, NULL);
+    tg_gradcheck_report r;
+    tg_clear_error();
+    cr_expect_not(tg_gradcheck_nodes(tape, L, NULL, &r));
+    tt_expect_error(TG_EDTYPE, "tg_gradcheck_nodes: node 0 (matmul) is f32; opt in with opts = "
+                    "tg_gradcheck_defaults_f32()");
+    tg_gradcheck_opts o = tg_gradcheck_defaults_f32();
+    cr_expect(tg_gradcheck_nodes(tape, L, &o, &r), "%s", r.message);
+    cr_expect_not(tg_gradcheck_nodes(NULL, L, NULL, &r));
+    tt_expect_error(TG_EINVAL, "tg_gradcheck_nodes: tape is NULL");
+    cr_expect_not(tg_gradcheck_nodes(tape, NULL, NULL, NULL));
+    tt_expect_error(TG_EINVAL, "tg_gradcheck_nodes: out is NULL");
+    cr_expect_not(tg_gradcheck_nodes(other, L, NULL, &r));
+    tt_expect_error(TG_EINVAL, "tg_gradcheck_nodes: out was recorded on another tape");
+    cr_expect_not(tg_gradcheck_nodes(tape, in[0], NULL, &r));
+    tt_expect_error(TG_EINVAL, "tg_gradcheck_nodes: out is not the output of a recorded node");
+    o.eps = 0;
+    cr_expect_not(tg_gradcheck_nodes(tape, L, &o, &r));
+    tt_expect_error(TG_EINVAL, "tg_gradcheck_nodes: opts->eps 0");
+    cr_expect_str_eq(r.message, "opts->eps 0, atol 0.001 and rtol 0.01 must be finite, eps > 0");
+    tg_tape_reset(tape);
+    cr_expect_not(tg_gradcheck_nodes(tape, L, NULL, &r));
+    tt_expect_error(TG_ESTATE, "tg_gradcheck_nodes: out is an output of a recording that tg_tape_reset ended");
+    tg_tape_free(tape), tg_tape_free(other);
+    inputs_free(in, 3);
+}
