@@ -6,8 +6,11 @@
  *      through tg_custom. Worth it when the composed version would be slow or would save much more
  *      than it needs. Here: softplus(x) = log(1 + e^x), elementwise.
  *
- * A hand-written backward is where bugs hide, so the last part plants one and shows the gradient
- * check catching it, naming the input and the element.
+ * A hand-written backward is where bugs hide, so the last part plants two in softplus, inside a
+ * layer of seven ops: a wrong slope, which the gradient check of the whole layer catches at an input
+ * and element and the per-node check (tg_gradcheck_nodes) pins on the softplus node; and a backward
+ * that assigns its gradient instead of adding to it, right while softplus's input has one consumer
+ * and wrong as soon as it has two, which every check catches by name.
  */
 #include <math.h>
 #include <stdio.h>
@@ -97,6 +100,26 @@ static tg_status softplus_backward_buggy(tg_tensor *const *in, int n, tg_tensor 
 static const tg_op_def softplus_buggy_op = {"softplus_buggy", softplus_shape, softplus_forward,
                                             softplus_backward_buggy};
 
+/* Assigns instead of adding: the values are right, so a check of the op used once would pass it. */
+static tg_status softplus_backward_assigns(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *grad_out,
+                                           void *const *grads, void *user) {
+    (void)n, (void)out, (void)user;
+    if (!grads[0]) return TG_OK;
+    const double *x = tg_tensor_data(in[0]), *g = tg_tensor_data(grad_out);
+    double *gx = grads[0];
+    for (int64_t i = 0; i < tg_tensor_numel(in[0]); i++) gx[i] = g[i] / (1 + exp(-x[i]));
+    return TG_OK;
+}
+
+static const tg_op_def softplus_assigns_op = {"softplus_assigns", softplus_shape, softplus_forward,
+                                              softplus_backward_assigns};
+
+/* A deeper layer: h = softplus(x @ W + b), y = h + tanh(h @ W + b): seven nodes, softplus the third. */
+static tg_tensor *block_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {
+    tg_tensor *h = softplus_dense_fn(tape, in, ctx);
+    return residual_dense(tape, h, in[1], in[2]);
+}
+
 int main(void) {
     enum { N = 3, D = 4 };
     uint64_t seed = 2024;
@@ -126,19 +149,48 @@ int main(void) {
     tg_tape_print(tape, stdout);
     tg_tape_free(tape);
 
-    printf("\n3. The same layer with a bug planted in softplus's backward (element 5 uses x[4]):\n");
-    ok = tg_gradcheck(softplus_dense_fn, (void *)&softplus_buggy_op, inputs, 3, NULL, &report);
+    printf("\n3. A seven-op block, h = softplus(x @ W + b), y = h + tanh(h @ W + b), with a bug planted in\n"
+           "   softplus's backward (element 5 uses x[4]):\n");
+    ok = tg_gradcheck(block_fn, (void *)&softplus_buggy_op, inputs, 3, NULL, &report);
     tg_gradcheck_print(&report, stdout);
     /* The check must fail here; a check that passed a planted bug would be worthless. */
     if (ok) {
         printf("   the planted bug was NOT caught\n");
         failures++;
     } else {
-        printf("   caught: the report names input %d (%s), element %lld\n", report.input,
+        printf("   caught: the report names input %d (%s), element %lld, but not which op is wrong\n", report.input,
                report.input == 0 ? "x" : report.input == 1 ? "W" : "b", (long long)report.index);
     }
+    /* Which of the seven? Record the block once and check each node on its own. */
+    printf("\n   tg_gradcheck_nodes on one recording of the block:\n");
+    tape = tg_tape_new();
+    tg_tensor *y = tape ? block_fn(tape, inputs, (void *)&softplus_buggy_op) : NULL;
+    if (!y) die("recording");
+    ok = tg_gradcheck_nodes(tape, tg_sum(tape, y), NULL, &report);
+    tg_gradcheck_print(&report, stdout);
+    if (ok || strcmp(tg_gradcheck_nodes_failed_op(), "softplus_buggy") || report.index != 5) {
+        printf("   the planted bug was NOT pinned on its node\n");
+        failures++;
+    } else {
+        printf("   caught: node %%%lld, %s, input 0 element %lld\n", (long long)tg_gradcheck_nodes_failed_index(),
+               tg_gradcheck_nodes_failed_op(), (long long)report.index);
+    }
+    tg_tape_free(tape);
+
+    printf("\n4. softplus whose backward assigns (gx[i] = ...) instead of adding (gx[i] += ...):\n");
+    ok = tg_gradcheck(block_fn, (void *)&softplus_assigns_op, inputs, 3, NULL, &report);
+    tg_gradcheck_print(&report, stdout);
+    if (ok || !strstr(report.message, "overwrites its gradient")) {
+        printf("   the overwriting backward was NOT caught\n");
+        failures++;
+    } else {
+        printf("   caught, though its values are right: x @ W + b has one consumer here, but a second would\n"
+               "   lose the first's share\n");
+    }
+    tg_clear_error();
+
+    printf("\n5. Back to the wrong slope: softplus_buggy alone, on a (3,4) input:\n");
     /* Inside a layer the wrong slope spreads into x, W and b. Checked alone, the op points at itself. */
-    printf("\n   softplus_buggy alone, on a (3,4) input:\n");
     ok = tg_gradcheck(softplus_fn, (void *)&softplus_buggy_op, &x, 1, NULL, &report);
     tg_gradcheck_print(&report, stdout);
     if (ok || report.index != 5) {
