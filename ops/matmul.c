@@ -87,7 +87,7 @@ static tg_status linear_shape(const char *fn, tg_tensor *const *in, int n, tg__a
     if (b && (b->ndim != 1 || b->shape[0] != M))
         return tg__fail(TG_ESHAPE, "%s: b is %s; want (%lld,) for W %s", fn, tg__shape_str(b->ndim, b->shape, sb),
                         (long long)M, tg__shape_str(2, W->shape, sw));
-    /* R is an unsigned product: huge only for an empty x, whose output is then refused or empty. */
+    /* R as an unsigned product: an empty x's huge dims may wrap it, harmlessly, as nothing is computed. */
     if ((uint64_t)tg__prod(x->shape, 0, x->ndim - 1) > INT32_MAX || K > INT32_MAX || M > INT32_MAX)
         return tg__fail(TG_ESHAPE, "%s: dimensions beyond BLAS's int range: x %s @ W %s", fn,
                         tg__shape_str(x->ndim, x->shape, sx), tg__shape_str(2, W->shape, sw));

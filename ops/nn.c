@@ -116,8 +116,8 @@ static tg_status softmax_backward_(int log_, const tg__node *node, const tg_tens
             double s = 0;
             for (int64_t j = 0; j < len; j++) s += log_ ? pg[j * inner] : pg[j * inner] * py[j * inner];
             for (int64_t j = 0; j < len; j++) {
-                const double g = pg[j * inner], y = py[j * inner];
-                pgx[j * inner] += (T)(log_ ? g - exp(y) * s : y * (g - s));
+                const double g = pg[j * inner], yj = py[j * inner];
+                pgx[j * inner] += (T)(log_ ? g - exp(yj) * s : yj * (g - s));
             }
         });
     });

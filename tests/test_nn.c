@@ -144,6 +144,28 @@ Test(nn, log_softmax_and_cross_entropy_are_exact_at_extreme_logits) {
     tg_tensor_free(x), tg_tensor_free(t), tg_tensor_free(x32);
 }
 
+/* The gradient check passes a softmax over the wrong axis (it is still a function), so values are checked. */
+Test(nn, softmax_along_each_axis_matches_the_formula) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 3, 2, 3, 4);
+    const int64_t *d = tg_tensor_shape(x), stride[3] = {12, 4, 1};
+    for (int axis = -3; axis < 3; axis++) {
+        int a = axis < 0 ? axis + 3 : axis;
+        tg_tensor *sm = tg_softmax(tape, x, axis), *ls = tg_log_softmax(tape, x, axis);
+        cr_assert(sm && ls, "%s", tg_last_error());
+        for (int64_t i = 0; i < 24; i++) {
+            int64_t first = i - (i / stride[a] % d[a]) * stride[a];
+            double s = 0;
+            for (int64_t j = 0; j < d[a]; j++) s += exp(tg_tensor_get(x, first + j * stride[a]));
+            double want = exp(tg_tensor_get(x, i)) / s;
+            cr_expect(fabs(tg_tensor_get(sm, i) - want) < 1e-15, "axis %d element %lld", axis, (long long)i);
+            cr_expect(fabs(tg_tensor_get(ls, i) - log(want)) < 1e-14, "axis %d element %lld", axis, (long long)i);
+        }
+    }
+    tg_tape_free(tape);
+    tg_tensor_free(x);
+}
+
 Test(nn, cross_entropy_with_every_target_ignored_is_zero_with_zero_gradient) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *x = TT_RAND(TG_F64, 1, 5, 2, 3, 4), *t = i64_from(2, TT_SHAPE(2, 3), (int64_t[]){-100, -100, -100,
