@@ -305,9 +305,9 @@ static int run_full(gc *g) {
         if (!ok) return 0;
     }
     if (g->m == 0) return 1;
-    /* The differences need no recording checks; f still records (an op records whenever an input needs
-       a gradient, and the inputs must stay the caller's leaves). */
+    /* The differences need no recording: f runs with gradients off, so its ops record no nodes. */
     tg_tape_set_checks(g->tape, 0);
+    tg_tape_set_grad_enabled(g->tape, 0);
     for (int i = 0; i < g->np; i++) {
         tg_tensor *x = param(g, i);
         tg_dtype dt = tg_tensor_dtype(x);
@@ -361,6 +361,7 @@ static int run_fast(gc *g) {
         for (int64_t k = 0; k < tg_tensor_numel(x); k++) g->x0[g->off[i] + k] = ld(xd, tg_tensor_dtype(x), k);
     }
     tg_tape_set_checks(g->tape, 0);
+    tg_tape_set_grad_enabled(g->tape, 0);
     const void *v = tg_tensor_data(g->gout);
     const double *u = tg_tensor_data(g->u);
     for (int i = 0; i < g->np; i++) {

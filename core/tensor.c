@@ -203,3 +203,49 @@ int tg__nonfinite(const tg_tensor *t, const void *data) {
     }
     return 0;
 }
+
+/* ---- printing, as NumPy's repr of an array ---- */
+
+/* After an entry: ", " within the last axis; between rows a newline per axis they close, then the
+   indent of the brackets still open. */
+static void print_sep(FILE *out, int lines, int indent) {
+    fputc(',', out);
+    if (!lines) fputc(' ', out);
+    for (int i = 0; i < lines; i++) fputc('\n', out);
+    for (int i = 0; lines && i < indent; i++) fputc(' ', out);
+}
+
+static void print_axis(FILE *out, const tg_tensor *t, int d, int64_t off, const int64_t *stride, int summarize) {
+    if (d == t->ndim) {
+        if (t->dtype == TG_I64) fprintf(out, "%lld", (long long)((const int64_t *)t->data)[off]);
+        else fprintf(out, "%g", tg_tensor_get(t, off));
+        return;
+    }
+    int64_t n = t->shape[d];
+    int lines = t->ndim - d - 1;
+    fputc('[', out);
+    for (int64_t k = 0; k < n; k++) {
+        if (k) print_sep(out, lines, d + 1);
+        if (summarize && n > 6 && k == 3) { /* NumPy's summary: the first and last 3 of each axis */
+            fputs("...", out);
+            print_sep(out, lines, d + 1);
+            k = n - 3;
+        }
+        print_axis(out, t, d + 1, off + k * stride[d], stride, summarize);
+    }
+    fputc(']', out);
+}
+
+tg_status tg_tensor_print(const tg_tensor *t, FILE *out) {
+    char sb[TG__SHAPE_STR];
+    if (!t || !out) return tg__null("tg_tensor_print", t ? "out" : "t");
+    if (tg__stale("tg_tensor_print", "t", t)) return TG_ESTATE;
+    fprintf(out, "tensor %s %s\n", tg__dtype_name(t->dtype), tg__shape_str(t->ndim, t->shape, sb));
+    int64_t stride[TG_MAX_DIMS];
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) stride[d] = s, s *= t->shape[d];
+    if (t->numel == 0 && t->ndim) fputs("[]", out);
+    else print_axis(out, t, 0, 0, stride, t->numel > 1000);
+    fputc('\n', out);
+    return ferror(out) ? tg__fail(TG_EIO, "tg_tensor_print: writing failed") : TG_OK;
+}

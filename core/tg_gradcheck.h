@@ -32,7 +32,8 @@
 /* The function under check. It records on `tape` and returns its output (any shape), or NULL after
    setting an error. It is called many times, on a tape reset between calls, and must compute the
    same function each time (no hidden state). The inputs are the caller's leaves, perturbed in place
-   for the finite differences (so f may also reach them through ctx). */
+   for the finite differences (so f may also reach them through ctx). Those finite-difference calls
+   run with the tape's gradients off (tg_tape_set_grad_enabled): they record no node. */
 typedef tg_tensor *(*tg_fn)(tg_tape *tape, tg_tensor *const *inputs, void *ctx);
 
 typedef struct {

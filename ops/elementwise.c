@@ -1,4 +1,5 @@
-/* Elementwise ops: add, sub, mul with NumPy broadcasting; tanh and scale. */
+/* Elementwise ops: add, sub, mul, div with NumPy broadcasting; tanh, scale, neg, add_scalar, exp, log, sqrt,
+   sigmoid and relu. */
 #include <string.h>
 #include <tgmath.h>
 #include "tg_internal.h"
@@ -189,3 +190,45 @@ UNARY_OP(scale, TG__SAVE_NONE, "alpha")
 tg_tensor *tg_scale(tg_tape *tape, tg_tensor *x, double alpha) {
     return tg__apply(tape, &tg__op_scale, &x, 1, &(tg__args){.f = {alpha}});
 }
+
+UNARY_FORWARD(neg, -x)
+UNARY_BACKWARD(neg, -g)
+UNARY_OP(neg, TG__SAVE_NONE, NULL)
+tg_tensor *tg_neg(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_neg, &x, 1, &(tg__args){0}); }
+
+UNARY_FORWARD(add_scalar, x + a)
+UNARY_BACKWARD(add_scalar, g)
+UNARY_OP(add_scalar, TG__SAVE_NONE, "c")
+tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, double c) {
+    return tg__apply(tape, &tg__op_add_scalar, &x, 1, &(tg__args){.f = {c}});
+}
+
+UNARY_FORWARD(exp, exp(x))
+UNARY_BACKWARD(exp, g * y)
+UNARY_OP(exp, TG__SAVE_OUTPUT, NULL)
+tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_exp, &x, 1, &(tg__args){0}); }
+
+UNARY_FORWARD(log, log(x))
+UNARY_BACKWARD(log, g / x)
+UNARY_OP(log, TG__SAVE_INPUTS, NULL)
+tg_tensor *tg_log(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_log, &x, 1, &(tg__args){0}); }
+
+UNARY_FORWARD(sqrt, sqrt(x))
+UNARY_BACKWARD(sqrt, g / (2 * y))
+UNARY_OP(sqrt, TG__SAVE_OUTPUT, NULL)
+tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_sqrt, &x, 1, &(tg__args){0}); }
+
+/* sigmoid: each branch exponentiates a non-positive number, so e^|x| never overflows; for large |x|
+   the result rounds to exactly 0 or 1 and y (1 - y) to 0. */
+UNARY_FORWARD(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+UNARY_BACKWARD(sigmoid, g * y * (1 - y))
+UNARY_OP(sigmoid, TG__SAVE_OUTPUT, NULL)
+tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) {
+    return tg__apply(tape, &tg__op_sigmoid, &x, 1, &(tg__args){0});
+}
+
+/* relu: a NaN passes through (as NumPy's maximum and PyTorch's relu) rather than hiding as 0. */
+UNARY_FORWARD(relu, x > 0 || isnan(x) ? x : 0)
+UNARY_BACKWARD(relu, x > 0 ? g : 0)
+UNARY_OP(relu, TG__SAVE_INPUTS, NULL)
+tg_tensor *tg_relu(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_relu, &x, 1, &(tg__args){0}); }

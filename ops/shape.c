@@ -1,4 +1,4 @@
-/* Ops that move data without arithmetic: slice, select, stack, reshape, detach. */
+/* Ops that move data without arithmetic: slice, select, stack, reshape, transpose, concat, detach. */
 #include <string.h>
 #include "tg_internal.h"
 
@@ -159,6 +159,129 @@ tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
         return NULL;
     }
     return tg__apply(tape, &tg__op_stack, xs, n, &(tg__args){.i = {axis}});
+}
+
+/* transpose: args.i[0] < args.i[1] once normalised (swapping is symmetric). x viewed as (A, n0, B, n1, C)
+   around the two axes, y as (A, n1, B, n0, C); equal axes make the view (A, n0, 1, 1, C), a copy. */
+static tg_status transpose_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                                 int64_t *shape) {
+    (void)n;
+    const tg_tensor *x = in[0];
+    if (tg__axis(fn, x->ndim, x->shape, &args->i[0]) || tg__axis(fn, x->ndim, x->shape, &args->i[1]))
+        return TG_EINVAL;
+    if (args->i[0] > args->i[1]) {
+        int64_t t = args->i[0];
+        args->i[0] = args->i[1], args->i[1] = t;
+    }
+    *ndim = x->ndim;
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    shape[args->i[0]] = x->shape[args->i[1]];
+    shape[args->i[1]] = x->shape[args->i[0]];
+    return TG_OK;
+}
+
+/* y[a,j,b,i,c] = x[a,i,b,j,c] (forward), or gx[a,i,b,j,c] += g[a,j,b,i,c] (backward, y NULL). */
+static void swap_axes(const tg_tensor *x, const tg__args *args, void *y, const void *g, void *gx) {
+    if (x->numel == 0) return; /* other dims may be huge */
+    int a0 = (int)args->i[0], a1 = (int)args->i[1];
+    int64_t A = tg__prod(x->shape, 0, a0), n0 = x->shape[a0], C = tg__prod(x->shape, a1 + 1, x->ndim);
+    int64_t B = a0 < a1 ? tg__prod(x->shape, a0 + 1, a1) : 1, n1 = a0 < a1 ? x->shape[a1] : 1;
+    TG__DISPATCH(x->dtype, {
+        const T *px = x->data, *pg = g;
+        T *py = y, *pgx = gx;
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t i = 0; i < n0; i++)
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t j = 0; j < n1; j++) {
+                        int64_t src = (((a * n0 + i) * B + b) * n1 + j) * C;
+                        int64_t dst = (((a * n1 + j) * B + b) * n0 + i) * C;
+                        if (py) memcpy(py + dst, px + src, (size_t)C * sizeof(T));
+                        else
+                            for (int64_t c = 0; c < C; c++) pgx[src + c] += pg[dst + c];
+                    }
+    });
+}
+static tg_status transpose_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n;
+    swap_axes(in[0], args, out->data, NULL, NULL);
+    return TG_OK;
+}
+static tg_status transpose_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    swap_axes(node->in[0], &node->args, NULL, gout->data, grads[0]);
+    return TG_OK;
+}
+const tg__op tg__op_transpose = {.name = "transpose", .fn = "tg_transpose", .names = names_x,
+                                 .iarg = {"axis0", "axis1"}, .shape = transpose_shape, .forward = transpose_forward,
+                                 .backward = transpose_backward};
+
+tg_tensor *tg_transpose(tg_tape *tape, tg_tensor *x, int axis0, int axis1) {
+    return tg__apply(tape, &tg__op_transpose, &x, 1, &(tg__args){.i = {axis0, axis1}});
+}
+
+/* concat: args.i[0] the axis; input i is the block [off_i, off_i + n_i) of y's axis, y viewed as
+   (outer, total, inner). */
+static tg_status concat_shape(const char *fn, tg_tensor *const *xs, int n, tg__args *args, int *ndim, int64_t *shape) {
+    char s0[TG__SHAPE_STR], si[TG__SHAPE_STR];
+    const tg_tensor *x0 = xs[0];
+    if (tg__axis(fn, x0->ndim, x0->shape, &args->i[0])) return TG_EINVAL;
+    int axis = (int)args->i[0];
+    memcpy(shape, x0->shape, (size_t)x0->ndim * sizeof *shape);
+    for (int i = 1; i < n; i++) {
+        int same = xs[i]->ndim == x0->ndim;
+        for (int d = 0; d < x0->ndim && same; d++) same = d == axis || xs[i]->shape[d] == x0->shape[d];
+        if (!same)
+            return tg__fail(TG_ESHAPE, "%s: input %d has shape %s, input 0 has %s; they must match except on axis %d",
+                            fn, i, tg__shape_str(xs[i]->ndim, xs[i]->shape, si), tg__shape_str(x0->ndim, x0->shape, s0),
+                            axis);
+        if (xs[i]->shape[axis] > INT64_MAX - shape[axis])
+            return tg__fail(TG_ESHAPE, "%s: the joined axis %d overflows at input %d", fn, axis, i);
+        shape[axis] += xs[i]->shape[axis];
+    }
+    *ndim = x0->ndim;
+    return TG_OK;
+}
+
+/* Forward (grads NULL) copies each input into its block of y; backward adds each block of y (then the
+   output's gradient) into grads[i]. A skipped input's block still moves the offset. */
+static void join(const tg_tensor *y, tg_tensor *const *xs, int n, int axis, void *const *grads) {
+    if (y->numel == 0) return; /* outer may be huge with inner 0 */
+    int64_t outer = tg__prod(y->shape, 0, axis), total = y->shape[axis], inner = tg__prod(y->shape, axis + 1, y->ndim);
+    size_t es = tg__dsize(y->dtype);
+    for (int64_t i = 0, off = 0; i < n; off += xs[i]->shape[axis], i++) {
+        int64_t block = xs[i]->shape[axis] * inner;
+        if (block == 0 || (grads && !grads[i])) continue;
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t dst = (o * total + off) * inner, src = o * block;
+            if (!grads) {
+                memcpy((char *)y->data + (size_t)dst * es, (const char *)xs[i]->data + (size_t)src * es,
+                       (size_t)block * es);
+                continue;
+            }
+            TG__DISPATCH(y->dtype, {
+                const T *g = (const T *)y->data + dst;
+                T *gx = (T *)grads[i] + src;
+                for (int64_t j = 0; j < block; j++) gx[j] += g[j];
+            });
+        }
+    }
+}
+static tg_status concat_forward(tg_tensor *const *xs, int n, const tg__args *args, tg_tensor *y) {
+    join(y, xs, n, (int)args->i[0], NULL);
+    return TG_OK;
+}
+static tg_status concat_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    join(gout, node->in, node->n_in, (int)node->args.i[0], grads);
+    return TG_OK;
+}
+const tg__op tg__op_concat = {.name = "concat", .fn = "tg_concat", .iarg = {"axis"}, .shape = concat_shape,
+                              .forward = concat_forward, .backward = concat_backward};
+
+tg_tensor *tg_concat(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
+    if (!xs || n < 1) {
+        tg__fail(TG_EINVAL, xs ? "tg_concat: needs at least one tensor, got %d" : "tg_concat: xs is NULL", n);
+        return NULL;
+    }
+    return tg__apply(tape, &tg__op_concat, xs, n, &(tg__args){.i = {axis}});
 }
 
 /* reshape: args.i[0] is the new rank, the dims ride in the output's shape; the shape rule reads them

@@ -58,7 +58,7 @@ tg_tensor *tg_div(tg_tape *tape, tg_tensor *a, tg_tensor *b);
                                     x >= 0 and e^x / (1 + e^x) below, so no exp overflows: finite
                                     (0 or 1 at worst) for any finite x, |x| up to 1e4 and beyond.
    tg_relu     max(x, 0);           dx += dy where x > 0, so the gradient at 0 is 0, as PyTorch's
-                                    (saves x). */
+                                    (saves x). A NaN stays NaN, as in NumPy's maximum. */
 tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_scale(tg_tape *tape, tg_tensor *x, double alpha);
 tg_tensor *tg_neg(tg_tape *tape, tg_tensor *x);

@@ -52,6 +52,8 @@ except ImportError as e:
 def values(dtype, shape):
     n = int(np.prod(shape, dtype=np.int64))
     i = np.arange(n, dtype=np.float64)
+    if dtype == "<i8":
+        return (np.arange(n, dtype=np.int64) * 3 - 5 + (1 << 40)).reshape(shape)  # beyond int32 too
     v = i * 0.25 - 1.0 if dtype == "<f4" else (i + 1) / 3.0
     return v.astype(dtype).reshape(shape)
 
@@ -70,6 +72,7 @@ C_NPY = {
     "c_f64_0d.npy": ("<f8", ()),
     "c_f32_empty.npy": ("<f4", (0, 3)),
     "c_f64_8d.npy": ("<f8", (2, 1, 2, 1, 1, 2, 1, 2)),
+    "c_i64_2x2.npy": ("<i8", (2, 2)),
 }
 C_ST = [("w", "<f4", (2, 3)), ("b", "<f8", (3,)), ("s", "<f8", ()), ("e", "<f4", (0,))]  # data order
 ST_DTYPES = {"F32": "<f4", "F64": "<f8"}
@@ -97,7 +100,7 @@ def main():
             if m:
                 reports.setdefault(m[1], line)
         for name in ["py_f32_3x4.npy", "py_f64_0d.npy", "py_f64_empty.npy", "py_f32_v2.npy", "py_f64_8d.npy",
-                     "py_fortran.npy", "py_bigendian.npy", "py.safetensors"]:
+                     "py_i64_5.npy", "py_fortran.npy", "py_bigendian.npy", "py.safetensors"]:
             line = reports.get(name)
             check(f"io_tool read {name}",
                   lambda: "no report" if line is None else None if line.startswith("ok") else line)
@@ -174,6 +177,7 @@ def write_python_files(d):
     with open(f"{d}/py_f32_v2.npy", "wb") as f:
         np.lib.format.write_array(f, values("<f4", (5,)), version=(2, 0))
     np.save(f"{d}/py_f64_8d.npy", values("<f8", (1, 2, 1, 2, 1, 2, 1, 2)))
+    np.save(f"{d}/py_i64_5.npy", values("<i8", (5,)))
     np.save(f"{d}/py_fortran.npy", np.asfortranarray(values("<f8", (2, 3))))
     np.save(f"{d}/py_bigendian.npy", values("<f8", (3,)).astype(">f8"))
 

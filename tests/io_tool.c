@@ -4,8 +4,8 @@
  *   io_tool read DIR    loads the py_* files NumPy wrote and checks every value; prints "ok NAME" or
  *                       "FAIL NAME: why" per file and exits 1 on any failure
  *
- * Element i of every tensor is i/4 - 1 (f32) or (i+1)/3 (f64), which C and NumPy compute to the same
- * bits. The file list here and in the script must agree.
+ * Element i of every tensor is i/4 - 1 (f32), (i+1)/3 (f64) or 3i - 5 + 2^40 (i64), which C and NumPy
+ * compute to the same bits. The file list here and in the script must agree.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +24,7 @@ static const spec c_npy[] = {
     {"c_f64_0d.npy", TG_F64, 0, {0}},
     {"c_f32_empty.npy", TG_F32, 2, {0, 3}},
     {"c_f64_8d.npy", TG_F64, 8, {2, 1, 2, 1, 1, 2, 1, 2}},
+    {"c_i64_2x2.npy", TG_I64, 2, {2, 2}},
 };
 /* in data order */
 static const spec c_st[] = {
@@ -35,6 +36,7 @@ static const spec py_npy[] = {
     {"py_f64_empty.npy", TG_F64, 2, {2, 0}},
     {"py_f32_v2.npy", TG_F32, 1, {5}},
     {"py_f64_8d.npy", TG_F64, 8, {1, 2, 1, 2, 1, 2, 1, 2}},
+    {"py_i64_5.npy", TG_I64, 1, {5}},
 };
 /* the safetensors package's data order: F64 before F32, then by name */
 static const spec py_st[] = {
@@ -43,7 +45,9 @@ static const spec py_st[] = {
 static tg_tensor *expected(const spec *s) {
     tg_tensor *t = tg_tensor_new(s->dtype, s->ndim, s->shape);
     for (int64_t i = 0; t && i < tg_tensor_numel(t); i++)
-        tg_tensor_set(t, i, s->dtype == TG_F32 ? (double)i * 0.25 - 1.0 : (double)(i + 1) / 3.0);
+        tg_tensor_set(t, i, s->dtype == TG_F32   ? (double)i * 0.25 - 1.0
+                            : s->dtype == TG_F64 ? (double)(i + 1) / 3.0
+                                                 : (double)(3 * i - 5 + ((int64_t)1 << 40)));
     return t;
 }
 

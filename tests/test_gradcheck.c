@@ -698,3 +698,30 @@ Test(gradcheck, nothing_to_compare_fails) {
     cr_expect(strstr(r.message, "nothing to compare"), "%s", r.message);
     tg_tensor_free(e);
 }
+
+/* The finite differences run with gradients off: f's calls there record no node. */
+typedef struct {
+    int with, without, recorded_without;
+} grad_modes;
+static tg_tensor *f_counting(tg_tape *tape, tg_tensor *const *in, void *ctx) {
+    grad_modes *m = ctx;
+    tg_tensor *y = tg_tanh(tape, in[0]);
+    if (tg_tape_grad_enabled(tape)) m->with++;
+    else m->without++, m->recorded_without += tg_tape_size(tape) > 0;
+    return y;
+}
+
+Test(gradcheck, finite_differences_run_without_recording) {
+    tg_tensor *p = TT_RAND(TG_F64, 1, 3, 4);
+    for (int fast = 0; fast < 2; fast++) {
+        grad_modes m = {0};
+        tg_gradcheck_opts o = tg_gradcheck_defaults();
+        o.fast = fast;
+        cr_expect(tg_gradcheck(f_counting, &m, &p, 1, &o, NULL));
+        /* full: 2 calls per input element; fast: 2 along u */
+        cr_expect_eq(m.without, fast ? 2 : 8, "fast %d: %d calls without gradients", fast, m.without);
+        cr_expect_eq(m.recorded_without, 0);
+        cr_expect(m.with >= 2);
+    }
+    tg_tensor_free(p);
+}

@@ -97,6 +97,42 @@ static tg_tensor *sample(int i, tg_dtype dtype) {
     return t;
 }
 
+static int has_bytes(const unsigned char *b, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(b + i, needle, k)) return 1;
+    return 0;
+}
+
+/* Index tensors: values beyond int32 and doubles' 2^53, negative ones; both file kinds. */
+Test(io, i64_round_trips_in_both_formats) {
+    int64_t v[6] = {0, -1, INT64_MAX, INT64_MIN, ((int64_t)1 << 53) + 1, 42};
+    tg_tensor *t = tg_tensor_from(TG_I64, 2, TT_SHAPE(2, 3), v), *e = tg_tensor_new(TG_I64, 1, TT_SHAPE(0));
+    cr_assert_eq(tg_save_npy(in_dir("i.npy"), t), TG_OK, "%s", tg_last_error());
+    tg_tensor *u = tg_load_npy(in_dir("i.npy"));
+    expect_same(t, u, "npy i64");
+    tg_tensor_free(u);
+    size_t n;
+    unsigned char *b = read_bytes(in_dir("i.npy"), &n);
+    cr_expect(has_bytes(b, n, "'descr': '<i8'"), "the header names <i8");
+    free(b);
+    const char *names[2] = {"ids", "none"};
+    tg_tensor *ts[2] = {t, e};
+    cr_assert_eq(tg_save_safetensors(in_dir("i.safetensors"), names, ts, 2), TG_OK, "%s", tg_last_error());
+    char **ln;
+    tg_tensor **lt;
+    int m;
+    cr_assert_eq(tg_load_safetensors(in_dir("i.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(m, 2);
+    expect_same(t, lt[0], "safetensors i64");
+    expect_same(e, lt[1], "safetensors empty i64");
+    tg_safetensors_free(ln, lt, m);
+    b = read_bytes(in_dir("i.safetensors"), &n);
+    cr_expect(has_bytes(b, n, "\"dtype\":\"I64\""), "the header names I64");
+    free(b);
+    tg_tensor_free(t), tg_tensor_free(e);
+}
+
 Test(io, npy_round_trip_is_bit_exact) {
     for (int d = 0; d < 2; d++)
         for (int i = 0; i < N_SHAPES; i++) {

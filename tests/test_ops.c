@@ -1,5 +1,6 @@
 /* Every built-in op: f64 gradient checks over awkward shapes, f32 against f64, and each op's errors.
    The case table is checked against the library's op table, so a new op without a case fails here. */
+#include <fenv.h>
 #include <math.h>
 #include "tg_testutil.h"
 
@@ -54,6 +55,19 @@ static tg_tensor *run_op(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     if (!strcmp(op, "sum")) return tg_sum(tape, in[0]);
     if (!strcmp(op, "mean")) return tg_mean(tape, in[0]);
     if (!strcmp(op, "custom")) return tg_custom(tape, &softplus, in, 1, NULL);
+    if (!strcmp(op, "neg")) return tg_neg(tape, in[0]);
+    if (!strcmp(op, "add_scalar")) return tg_add_scalar(tape, in[0], 0.75);
+    if (!strcmp(op, "exp")) return tg_exp(tape, in[0]);
+    if (!strcmp(op, "log")) return tg_log(tape, in[0]);
+    if (!strcmp(op, "sqrt")) return tg_sqrt(tape, in[0]);
+    if (!strcmp(op, "sigmoid")) return tg_sigmoid(tape, in[0]);
+    if (!strcmp(op, "relu")) return tg_relu(tape, in[0]);
+    /* arg[0] the axis, arg[1] keepdims (transpose: the second axis) */
+    if (!strcmp(op, "sum_axis")) return tg_sum_axis(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
+    if (!strcmp(op, "mean_axis")) return tg_mean_axis(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
+    if (!strcmp(op, "max_axis")) return tg_max_axis(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
+    if (!strcmp(op, "transpose")) return tg_transpose(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
+    if (!strcmp(op, "concat")) return tg_concat(tape, in, c->n, (int)c->arg[0]);
     if (!strcmp(op, "linear")) return tg_linear(tape, in[0], in[1], c->n > 2 ? in[2] : NULL);
     if (!strcmp(op, "embedding")) return tg_embedding(tape, in[0], in[1]);
     if (!strcmp(op, "softmax")) return tg_softmax(tape, in[0], (int)c->arg[0]);
@@ -117,6 +131,44 @@ static const op_case cases[] = {
     {"mean", 1, {3}, {S(1, 2, 1)}, {0}},
     {"custom", 1, {2}, {S(3, 4)}, {0}},
     {"custom", 1, {0}, {S(0)}, {0}},
+    {"neg", 1, {2}, {S(2, 3)}, {0}},
+    {"neg", 1, {0}, {S(0)}, {0}},
+    {"add_scalar", 1, {3}, {S(3, 1, 2)}, {0}},
+    {"add_scalar", 1, {0}, {S(0)}, {0}},
+    {"exp", 1, {2}, {S(3, 4)}, {0}},
+    {"exp", 1, {0}, {S(0)}, {0}},
+    {"log", 1, {2}, {S(2, 3)}, {0}, 0.5, 2},
+    {"log", 1, {1}, {S(1)}, {0}, 0.5, 2},
+    {"sqrt", 1, {2}, {S(2, 3)}, {0}, 0.5, 2},
+    {"sqrt", 1, {0}, {S(0)}, {0}, 0.5, 2},
+    {"sigmoid", 1, {2}, {S(3, 4)}, {0}, -4, 4}, /* both branches */
+    {"sigmoid", 1, {3}, {S(1, 5, 1)}, {0}},
+    {"relu", 1, {2}, {S(3, 4)}, {0}},
+    {"relu", 1, {0}, {S(0)}, {0}},
+    {"sum_axis", 1, {3}, {S(2, 3, 4)}, {1, 0}},
+    {"sum_axis", 1, {3}, {S(2, 3, 4)}, {-1, 1}},
+    {"sum_axis", 1, {3}, {S(2, 3, 4)}, {-3, 0}},
+    {"sum_axis", 1, {3}, {S(2, 1, 3)}, {1, 1}},  /* over a size-1 dim */
+    {"sum_axis", 1, {1}, {S(5)}, {0, 0}},        /* to 0-d */
+    {"mean_axis", 1, {3}, {S(2, 3, 4)}, {-2, 0}},
+    {"mean_axis", 1, {3}, {S(2, 3, 4)}, {2, 1}},
+    {"mean_axis", 1, {2}, {S(1, 4)}, {0, 0}},
+    {"mean_axis", 1, {1}, {S(5)}, {-1, 1}},      /* to (1,) */
+    {"max_axis", 1, {2}, {S(3, 4)}, {1, 0}},
+    {"max_axis", 1, {3}, {S(2, 3, 4)}, {-2, 1}},
+    {"max_axis", 1, {3}, {S(2, 3, 4)}, {0, 0}},
+    {"max_axis", 1, {3}, {S(2, 1, 3)}, {1, 0}},  /* over a size-1 dim */
+    {"max_axis", 1, {1}, {S(5)}, {0, 1}},
+    {"transpose", 1, {3}, {S(2, 3, 4)}, {0, 2}},
+    {"transpose", 1, {3}, {S(2, 3, 4)}, {-1, -2}},
+    {"transpose", 1, {3}, {S(2, 3, 4)}, {-3, 1}},
+    {"transpose", 1, {2}, {S(1, 4)}, {0, -1}},
+    {"transpose", 1, {2}, {S(2, 3)}, {1, -1}},   /* equal axes: a copy */
+    {"concat", 3, {3, 3, 3}, {S(2, 1, 3), S(2, 3, 3), S(2, 2, 3)}, {1}},
+    {"concat", 3, {2, 2, 2}, {S(2, 3), S(2, 1), S(2, 4)}, {-1}},
+    {"concat", 3, {2, 2, 2}, {S(1, 3), S(2, 3), S(1, 3)}, {-2}},
+    {"concat", 2, {1, 1}, {S(2), S(3)}, {0}},
+    {"concat", 1, {2}, {S(2, 3)}, {0}},          /* one input: a copy */
     {"linear", 3, {2, 2, 1}, {S(4, 3), S(3, 2), S(2)}, {0}},
     {"linear", 3, {1, 2, 1}, {S(3), S(3, 2), S(2)}, {0}},             /* x 1-d */
     {"linear", 3, {3, 2, 1}, {S(2, 3, 4), S(4, 5), S(5)}, {0}},       /* (N,T,H): one GEMM */
@@ -279,6 +331,12 @@ Test(ops, empty_tensors_with_huge_dims) {
     tg_tensor *s = tg_slice(tape, c, 1, 2, 5), *st = tg_stack(tape, (tg_tensor *[]){c, c}, 2, 1);
     cr_assert(s && st, "%s", tg_last_error());
     tg_tensor *L = tg_add(tape, tg_add(tape, tg_sum(tape, y), tg_sum(tape, s)), tg_sum(tape, st));
+    tg_tensor *r[] = {tg_sum_axis(tape, c, 1, 1), tg_max_axis(tape, c, 1, 0), tg_transpose(tape, c, 1, 0),
+                      tg_concat(tape, (tg_tensor *[]){c, c}, 2, 1)};
+    for (int i = 0; i < 4; i++) {
+        cr_assert(r[i], "%d: %s", i, tg_last_error());
+        L = tg_add(tape, L, tg_sum(tape, r[i]));
+    }
     cr_expect_eq(tg_backward(tape, L, NULL), TG_OK);
     cr_expect_eq(tg_tensor_get(L, 0), 0.0);
     tg_tape_free(tape);
@@ -339,6 +397,283 @@ Test(ops, shape_errors_name_the_values) {
     tt_expect_error(TG_ESHAPE, "tg_reshape: negative dimension");
     tg_tape_free(tape);
     tg_tensor_free(a), tg_tensor_free(v), tg_tensor_free(x), tg_tensor_free(f);
+}
+
+/* ---- elementwise functions, reductions along an axis, transpose and concat ---- */
+
+static tg_tensor *param_of(tg_dtype dt, int ndim, const int64_t *shape, const double *v) {
+    tg_tensor *t = tg_param_new(dt, ndim, shape);
+    cr_assert(t, "%s", tg_last_error());
+    for (int64_t i = 0; i < tg_tensor_numel(t); i++) tg_tensor_set(t, i, v[i]);
+    return t;
+}
+static double grad_at(tg_tensor *p, int64_t i) {
+    return tg_tensor_dtype(p) == TG_F32 ? ((float *)tg_tensor_grad(p))[i] : ((double *)tg_tensor_grad(p))[i];
+}
+
+/* Each branch exponentiates -|x|: 1 / (1 + e^-x) alone overflows e^1e4 (to a right 0), e^x / (1 + e^x)
+   alone gives Inf / Inf = NaN. The overflow flag tells the first apart from the stable form. */
+Test(ops, sigmoid_is_finite_at_large_inputs) {
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *x = param_of(dt, 1, TT_SHAPE(4), (double[]){-1e4, 1e4, 0, -30});
+        feclearexcept(FE_ALL_EXCEPT);
+        tg_tensor *y = tg_sigmoid(tape, x);
+        cr_expect_not(fetestexcept(FE_OVERFLOW), "%s: sigmoid overflowed", d ? "f64" : "f32");
+        cr_assert(y, "%s", tg_last_error());
+        cr_expect_eq(tg_tensor_get(y, 0), 0.0);
+        cr_expect_eq(tg_tensor_get(y, 1), 1.0);
+        cr_expect_eq(tg_tensor_get(y, 2), 0.5);
+        cr_expect(fabs(tg_tensor_get(y, 3) - 1 / (1 + exp(30.0))) < 1e-6 * 1 / (1 + exp(30.0)));
+        cr_assert_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_OK, "%s", tg_last_error());
+        cr_expect_eq(grad_at(x, 0), 0.0);
+        cr_expect_eq(grad_at(x, 1), 0.0);
+        cr_expect_eq(grad_at(x, 2), 0.25);
+        tg_tape_free(tape);
+        tg_tensor_free(x);
+    }
+}
+
+Test(ops, exp_log_sqrt_match_libm) {
+    const double px[] = {-2, -0.5, 0, 0.3, 1.7}, pl[] = {1e-3, 0.25, 1, 3, 1e5}, ps[] = {0, 0.25, 2, 9, 1e-8};
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *a = param_of(dt, 1, TT_SHAPE(5), px), *b = param_of(dt, 1, TT_SHAPE(5), pl);
+        tg_tensor *c = param_of(dt, 1, TT_SHAPE(5), ps);
+        tg_tensor *e = tg_exp(tape, a), *l = tg_log(tape, b), *r = tg_sqrt(tape, c);
+        cr_assert(e && l && r, "%s", tg_last_error());
+        for (int i = 0; i < 5; i++) {
+            double we = d ? exp(px[i]) : expf((float)px[i]), wl = d ? log(pl[i]) : logf((float)pl[i]);
+            double ws = d ? sqrt(ps[i]) : sqrtf((float)ps[i]);
+            cr_expect_eq(tg_tensor_get(e, i), we, "exp(%g) %s", px[i], d ? "f64" : "f32");
+            cr_expect_eq(tg_tensor_get(l, i), wl, "log(%g) %s", pl[i], d ? "f64" : "f32");
+            cr_expect_eq(tg_tensor_get(r, i), ws, "sqrt(%g) %s", ps[i], d ? "f64" : "f32");
+        }
+        cr_assert_eq(tg_backward(tape, tg_add(tape, tg_sum(tape, e), tg_add(tape, tg_sum(tape, l), tg_sum(tape, r))),
+                                 NULL), TG_OK, "%s", tg_last_error());
+        cr_expect(isinf(grad_at(c, 0)) && grad_at(c, 0) > 0, "sqrt's gradient at 0 is Inf");
+        cr_expect(fabs(grad_at(b, 1) - 4) < 1e-6 && fabs(grad_at(c, 2) - 0.5 / sqrt(2)) < 1e-6);
+        tg_tape_free(tape);
+        tg_tensor_free(a), tg_tensor_free(b), tg_tensor_free(c);
+    }
+    /* IEEE's edges, as NumPy's */
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = tg_tensor_from(TG_F64, 1, TT_SHAPE(3), (double[]){0, -1, 710});
+    tg_tensor *f = tg_tensor_from(TG_F32, 1, TT_SHAPE(1), (float[]){89});
+    tg_tensor *l = tg_log(tape, x), *e = tg_exp(tape, x), *ef = tg_exp(tape, f);
+    cr_assert(l && e && ef, "%s", tg_last_error());
+    cr_expect(isinf(tg_tensor_get(l, 0)) && tg_tensor_get(l, 0) < 0 && isnan(tg_tensor_get(l, 1)));
+    cr_expect(isinf(tg_tensor_get(e, 2)) && isinf(tg_tensor_get(ef, 0)));
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(f);
+}
+
+Test(ops, relu_neg_add_scalar_values) {
+    for (int d = 0; d < 2; d++) {
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *x = param_of(d ? TG_F64 : TG_F32, 1, TT_SHAPE(4), (double[]){-1.5, 0, 2, NAN});
+        tg_tensor *y = tg_relu(tape, x), *n = tg_neg(tape, x), *a = tg_add_scalar(tape, x, 0.5);
+        cr_assert(y && n && a, "%s", tg_last_error());
+        const double wy[] = {0, 0, 2}, wn[] = {1.5, 0, -2}, wa[] = {-1, 0.5, 2.5};
+        for (int i = 0; i < 3; i++) {
+            cr_expect_eq(tg_tensor_get(y, i), wy[i]);
+            cr_expect_eq(tg_tensor_get(n, i), wn[i]);
+            cr_expect_eq(tg_tensor_get(a, i), wa[i]);
+        }
+        cr_expect(isnan(tg_tensor_get(y, 3)), "relu passes a NaN through");
+        cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_slice(tape, y, 0, 0, 3)), NULL), TG_OK, "%s", tg_last_error());
+        cr_expect_eq(grad_at(x, 0), 0.0);
+        cr_expect_eq(grad_at(x, 1), 0.0, "relu's gradient at exactly 0 is 0, as PyTorch's");
+        cr_expect_eq(grad_at(x, 2), 1.0);
+        tg_tape_free(tape);
+        tg_tensor_free(x);
+    }
+}
+
+/* The gradient of a max goes to the first maximum of each slice only, and a NaN is the maximum. */
+Test(ops, max_axis_ties_go_to_the_first_and_nan_wins) {
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        tg_tape *tape = tg_tape_new();
+        /* along the last axis: a tie, NaN after a larger value, NaN first, all -Inf */
+        const double ninf = -INFINITY;
+        tg_tensor *x = param_of(dt, 2, TT_SHAPE(4, 4), (double[]){1, 3, 3, 2, 8, NAN, 9, NAN, NAN, 9, 1, 2, ninf, ninf,
+                                                                 ninf, ninf});
+        /* along the first axis (a strided slice): ties in both columns */
+        tg_tensor *z = param_of(dt, 2, TT_SHAPE(3, 2), (double[]){2, 1, 2, 5, 1, 5});
+        tg_tensor *m = tg_max_axis(tape, x, -1, 0), *mz = tg_max_axis(tape, z, 0, 1);
+        cr_assert(m && mz, "%s", tg_last_error());
+        cr_expect_eq(tg_tensor_get(m, 0), 3.0);
+        cr_expect(isnan(tg_tensor_get(m, 1)) && isnan(tg_tensor_get(m, 2)));
+        cr_expect(isinf(tg_tensor_get(m, 3)) && tg_tensor_get(m, 3) < 0);
+        cr_expect_eq(tg_tensor_ndim(mz), 2);
+        cr_expect(tg_tensor_get(mz, 0) == 2 && tg_tensor_get(mz, 1) == 5);
+        tg_tensor *ones4 = tg_tensor_new(dt, 1, TT_SHAPE(4)), *ones2 = tg_tensor_new(dt, 2, TT_SHAPE(1, 2));
+        for (int i = 0; i < 4; i++) tg_tensor_set(ones4, i, i + 1);
+        for (int i = 0; i < 2; i++) tg_tensor_set(ones2, i, 10 * (i + 1));
+        cr_assert_eq(tg_backward(tape, m, ones4), TG_OK, "%s", tg_last_error());
+        tg_tape_reset(tape);
+        mz = tg_max_axis(tape, z, 0, 1);
+        cr_assert_eq(tg_backward(tape, mz, ones2), TG_OK, "%s", tg_last_error());
+        const double gx[] = {0, 1, 0, 0, 0, 2, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0}, gz[] = {10, 0, 0, 20, 0, 0};
+        for (int i = 0; i < 16; i++) cr_expect_eq(grad_at(x, i), gx[i], "%s x grad %d", d ? "f64" : "f32", i);
+        for (int i = 0; i < 6; i++) cr_expect_eq(grad_at(z, i), gz[i], "%s z grad %d", d ? "f64" : "f32", i);
+        tg_tape_free(tape);
+        tg_tensor_free(x), tg_tensor_free(z), tg_tensor_free(ones4), tg_tensor_free(ones2);
+    }
+}
+
+Test(ops, axis_reductions_transpose_concat_values) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *a = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    tg_tensor *s = tg_sum_axis(tape, a, 0, 1), *m = tg_mean_axis(tape, a, -1, 0), *x = tg_max_axis(tape, a, 0, 0);
+    cr_assert(s && m && x, "%s", tg_last_error());
+    cr_expect(tg_tensor_ndim(s) == 2 && tg_tensor_shape(s)[0] == 1 && tg_tensor_shape(s)[1] == 3);
+    cr_expect(tg_tensor_get(s, 0) == 5 && tg_tensor_get(s, 2) == 9);
+    cr_expect(tg_tensor_ndim(m) == 1 && tg_tensor_get(m, 0) == 2 && tg_tensor_get(m, 1) == 5);
+    cr_expect(tg_tensor_get(x, 0) == 4 && tg_tensor_get(x, 2) == 6);
+    /* f32 sums accumulate in double: in float, 2^24 + 1 rounds back to 2^24 four times over */
+    tg_tensor *big = tg_tensor_from(TG_F32, 2, TT_SHAPE(1, 5), (float[]){16777216, 1, 1, 1, 1});
+    cr_expect_eq(tg_tensor_get(tg_sum_axis(tape, big, 1, 0), 0), 16777220.0);
+    cr_expect_eq(tg_tensor_get(tg_mean_axis(tape, big, 1, 0), 0), (double)(float)(16777220.0 / 5));
+    tg_tensor_free(big);
+    /* over an empty axis: the sum 0, the mean NaN, as NumPy's */
+    tg_tensor *e = tg_slice(tape, a, 1, 1, 1); /* (2,0) */
+    tg_tensor *se = tg_sum_axis(tape, e, 1, 0), *me = tg_mean_axis(tape, e, 1, 1);
+    cr_assert(se && me, "%s", tg_last_error());
+    cr_expect(tg_tensor_numel(se) == 2 && tg_tensor_get(se, 0) == 0 && tg_tensor_get(se, 1) == 0);
+    cr_expect(tg_tensor_numel(me) == 2 && isnan(tg_tensor_get(me, 0)) && isnan(tg_tensor_get(me, 1)));
+    cr_expect_eq(tg_tensor_numel(tg_max_axis(tape, e, 0, 0)), 0, "an empty result of a non-empty axis is fine");
+    /* (2,3,2) with its axes 0 and 2 swapped: y[i,j,k] = b[k,j,i] */
+    tg_tensor *b = tg_tensor_from(TG_F64, 3, TT_SHAPE(2, 3, 2), (double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    tg_tensor *t = tg_transpose(tape, b, -1, 0);
+    cr_assert(t, "%s", tg_last_error());
+    const double wt[] = {0, 6, 2, 8, 4, 10, 1, 7, 3, 9, 5, 11};
+    for (int i = 0; i < 12; i++) cr_expect_eq(tg_tensor_get(t, i), wt[i], "transpose element %d", i);
+    tg_tensor *c = tg_concat(tape, (tg_tensor *[]){a, tg_slice(tape, a, 1, 0, 1), a}, 3, 1); /* (2,7) */
+    cr_assert(c, "%s", tg_last_error());
+    const double wc[] = {1, 2, 3, 1, 1, 2, 3, 4, 5, 6, 4, 4, 5, 6};
+    cr_expect(tg_tensor_shape(c)[0] == 2 && tg_tensor_shape(c)[1] == 7);
+    for (int i = 0; i < 14; i++) cr_expect_eq(tg_tensor_get(c, i), wc[i], "concat element %d", i);
+    tg_tape_free(tape);
+    tg_tensor_free(a), tg_tensor_free(b);
+}
+
+/* The normalised axes and keepdims, as the recording prints them. */
+Test(ops, new_ops_print_their_args) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3, 4);
+    cr_assert(tg_max_axis(tape, tg_transpose(tape, tg_add_scalar(tape, p, 0.5), -1, 0), -2, 7));
+    cr_assert(tg_concat(tape, (tg_tensor *[]){p, p}, 2, -1));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tg_tape_print(tape, f);
+    fclose(f);
+    cr_expect(strstr(buf, "add_scalar (param(2,3,4)) -> (2,3,4)  c=0.5\n"), "%s", buf);
+    cr_expect(strstr(buf, "transpose  (%0) -> (4,3,2)  axis0=0 axis1=2\n"), "%s", buf);
+    cr_expect(strstr(buf, "max_axis   (%1) -> (4,1,2)  axis=1 keepdims=1  saved: (4,3,2)\n"), "%s", buf);
+    cr_expect(strstr(buf, "concat     (param(2,3,4), param(2,3,4)) -> (2,3,8)  axis=2\n"), "%s", buf);
+    free(buf);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+/* Every mask of a 3-input concat, the middle input with no gradient among them: a skipped input still
+   moves the offsets of those after it. */
+Test(ops, concat_with_some_inputs_needing_no_gradient) {
+    op_case c = {"concat", 3, {3, 3, 3}, {S(2, 2, 3), S(2, 1, 3), S(2, 3, 3)}, {-2}};
+    for (int mask = 1; mask < 8; mask++) {
+        tg_tensor *in[MAXIN];
+        make_inputs(&c, TG_F64, mask, in);
+        tg_gradcheck_report r;
+        cr_expect(tg_gradcheck(run_op_twice, &c, in, 3, NULL, &r), "mask %d: %s", mask, r.message);
+        free_inputs(&c, in);
+    }
+}
+
+Test(ops, new_ops_errors_name_the_values) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 1, 2, 5, 3), *a = TT_RAND(TG_F64, 1, 2, 4, 3);
+    tg_tensor *s = tt_rand(TG_F64, 1, 3, 0, NULL);
+    tg_tensor *f = TT_RAND(TG_F32, 1, 4, 4, 3), *e = tg_param_new(TG_F64, 3, TT_SHAPE(2, 0, 3));
+    tg_tensor *i64 = tg_tensor_new(TG_I64, 2, TT_SHAPE(4, 3));
+    tg_clear_error();
+    cr_expect_null(tg_exp(tape, i64));
+    tt_expect_error(TG_EDTYPE, "tg_exp: x is i64 (indices); this op takes f32 or f64 values");
+    cr_expect_null(tg_relu(tape, NULL));
+    tt_expect_error(TG_EINVAL, "tg_relu: x is NULL");
+    cr_expect_null(tg_sum_axis(tape, x, 3, 0));
+    tt_expect_error(TG_EINVAL, "tg_sum_axis: axis 3 is out of range for shape (2,5,3) (want -3..2)");
+    cr_expect_null(tg_mean_axis(tape, x, -4, 1));
+    tt_expect_error(TG_EINVAL, "tg_mean_axis: axis -4 is out of range for shape (2,5,3) (want -3..2)");
+    cr_expect_null(tg_sum_axis(tape, s, 0, 0));
+    tt_expect_error(TG_EINVAL, "tg_sum_axis: axis 0 is out of range for shape ()");
+    cr_expect_null(tg_max_axis(tape, x, -7, 0));
+    tt_expect_error(TG_EINVAL, "tg_max_axis: axis -7 is out of range for shape (2,5,3) (want -3..2)");
+    cr_expect_null(tg_max_axis(tape, e, -2, 0));
+    tt_expect_error(TG_ESHAPE, "tg_max_axis: axis 1 of shape (2,0,3) is empty: a max needs at least one element");
+    cr_expect_null(tg_max_axis(tape, i64, 0, 0));
+    tt_expect_error(TG_EDTYPE, "tg_max_axis: x is i64 (indices)");
+    cr_expect_null(tg_transpose(tape, x, 3, 0));
+    tt_expect_error(TG_EINVAL, "tg_transpose: axis 3 is out of range for shape (2,5,3) (want -3..2)");
+    cr_expect_null(tg_transpose(tape, x, 0, -4));
+    tt_expect_error(TG_EINVAL, "tg_transpose: axis -4 is out of range for shape (2,5,3) (want -3..2)");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, a, x}, 3, 0));
+    tt_expect_error(TG_ESHAPE, "tg_concat: input 2 has shape (2,5,3), input 0 has (4,3); they must match except on "
+                    "axis 0");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, tg_transpose(tape, a, 0, 1)}, 2, 1));
+    tt_expect_error(TG_ESHAPE, "tg_concat: input 1 has shape (3,4), input 0 has (4,3); they must match except on "
+                    "axis 1");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, a}, 2, -3));
+    tt_expect_error(TG_EINVAL, "tg_concat: axis -3 is out of range for shape (4,3) (want -2..1)");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, a}, 2, 2));
+    tt_expect_error(TG_EINVAL, "tg_concat: axis 2 is out of range for shape (4,3) (want -2..1)");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){s}, 1, 0));
+    tt_expect_error(TG_EINVAL, "tg_concat: axis 0 is out of range for shape ()");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, f}, 2, 0));
+    tt_expect_error(TG_EDTYPE, "tg_concat: dtypes differ: input 0 is f64, input 1 is f32 (no promotion)");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, i64}, 2, 0));
+    tt_expect_error(TG_EDTYPE, "tg_concat: input 1 is i64 (indices); this op takes f32 or f64 values");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a, NULL}, 2, 0));
+    tt_expect_error(TG_EINVAL, "tg_concat: input 1 is NULL");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a}, 0, 0));
+    tt_expect_error(TG_EINVAL, "tg_concat: needs at least one tensor, got 0");
+    cr_expect_null(tg_concat(tape, (tg_tensor *[]){a}, -1, 0));
+    tt_expect_error(TG_EINVAL, "tg_concat: needs at least one tensor, got -1");
+    cr_expect_null(tg_concat(tape, NULL, 2, 0));
+    tt_expect_error(TG_EINVAL, "tg_concat: xs is NULL");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(a), tg_tensor_free(s), tg_tensor_free(f), tg_tensor_free(e), tg_tensor_free(i64);
+}
+
+/* The new ops composed, forward and backward, with each allocation failing in turn: TG_ENOMEM or a
+   pass, never a crash, and (under valgrind) no leak. Inputs of 256 KiB make the arena grow mid-way
+   through the recording and the backward, so failures land inside the new ops too. */
+Test(ops, new_ops_allocation_failures) {
+    tg_tensor *x = TT_RAND(TG_F64, 1, 1, 64, 512), *w = TT_RAND(TG_F64, 1, 2, 64, 512);
+    int64_t k;
+    for (k = 1; k < 1000; k++) {
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *pos = tg_sqrt(tape, tg_add_scalar(tape, tg_exp(tape, x), 1));
+        tg_tensor *parts[] = {tg_sigmoid(tape, x), tg_relu(tape, w), tg_log(tape, pos), tg_neg(tape, w)};
+        tg_tensor *t = tg_transpose(tape, tg_concat(tape, parts, 4, 0), 0, -1); /* (512,256) */
+        tg_tensor *L = tg_add(tape, tg_sum(tape, tg_sum_axis(tape, t, -1, 1)), tg_sum(tape, tg_mean_axis(tape, t, 0, 0)));
+        L = tg_add(tape, L, tg_sum(tape, tg_max_axis(tape, t, 1, 0)));
+        tg_status st = tg_backward(tape, L, NULL);
+        tg__alloc_fail_at(0);
+        tg_tape_free(tape);
+        if (st == TG_OK) break;
+        cr_expect_eq(st, TG_ENOMEM, "k=%lld: %s: %s", (long long)k, tg_status_name(st), tg_last_error());
+        tt_expect_error(TG_ENOMEM, "out of memory");
+    }
+    cr_expect_gt(k, 3, "the run allocates");
+    cr_expect_lt(k, 1000, "never passed");
+    tg_tensor_free(x), tg_tensor_free(w);
 }
 
 /* ---- custom ops: the door's own errors ---- */

@@ -463,3 +463,132 @@ Test(tape, select_backward_memory_grows_linearly_in_T) {
               (long long)m64, (long long)m256);
     cr_expect_eq(tg_tape_memory(NULL), 0);
 }
+
+/* ---- no-grad, stale outputs, arguments in the printout, a callback's reason ---- */
+
+Test(tape, with_grad_disabled_ops_compute_and_record_nothing) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
+    cr_expect_eq(tg_tape_grad_enabled(tape), 1);
+    tg_tape_set_grad_enabled(tape, 0);
+    cr_expect_eq(tg_tape_grad_enabled(tape), 0);
+    tg_tensor *y = tg_sum(tape, tg_tanh(tape, p));
+    cr_assert(y);
+    cr_expect_eq(tg_tape_size(tape), 0);
+    cr_expect_eq(tg_tensor_requires_grad(y), 0);
+    double want = 0;
+    for (int i = 0; i < 6; i++) want += tanh(tg_tensor_get(p, i));
+    cr_expect_float_eq(tg_tensor_get(y, 0), want, 1e-15);
+    tg_clear_error();
+    cr_expect_eq(tg_backward(tape, y, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_backward: out () depends on no parameter");
+    tg_tape_set_grad_enabled(tape, 1); /* on again: the same ops record */
+    cr_assert(tg_sum(tape, tg_tanh(tape, p)));
+    cr_expect_eq(tg_tape_size(tape), 2);
+    tg_tape_set_grad_enabled(NULL, 0);
+    cr_expect_eq(tg_tape_grad_enabled(NULL), 0);
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, accessors_refuse_an_output_of_an_ended_recording) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 4);
+    tg_tensor *y = tg_scale(tape, p, 2);
+    cr_assert(y && tg_tensor_data(y));
+    tg_tape_reset(tape);
+    tg_clear_error();
+    cr_expect_null(tg_tensor_data(y));
+    tt_expect_error(TG_ESTATE, "tg_tensor_data: t is an output of a recording that tg_tape_reset ended");
+    cr_expect_null(tg_tensor_grad(y));
+    tt_expect_error(TG_ESTATE, "tg_tensor_grad: t is an output");
+    cr_expect(isnan(tg_tensor_get(y, 0)));
+    tt_expect_error(TG_ESTATE, "tg_tensor_get: t is an output");
+    cr_expect_eq(tg_tensor_set(y, 0, 1), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_tensor_set: t is an output");
+    cr_expect_null(tg_tensor_clone(y));
+    tt_expect_error(TG_ESTATE, "tg_tensor_clone: t is an output");
+    /* grad_out of backward is refused the same way */
+    tg_tensor *out = tg_scale(tape, p, 3);
+    cr_expect_eq(tg_backward(tape, out, y), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_backward: grad_out is an output of a recording that tg_tape_reset ended");
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, print_and_dot_show_each_nodes_arguments) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 1, 2, 5, 3);
+    tg_tensor *y = tg_scale(tape, tg_select(tape, tg_slice(tape, x, -2, 1, 4), 1, 2), 0.5);
+    cr_assert(y, "%s", tg_last_error());
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tg_tape_print(tape, f);
+    tg_tape_write_dot(tape, f);
+    fclose(f);
+    cr_expect(strstr(buf, "%0    slice      (param(2,5,3)) -> (2,3,3)  axis=1 start=1 stop=4\n"), "%s", buf);
+    cr_expect(strstr(buf, "%1    select     (%0) -> (2,3)  axis=1 index=2\n"), "%s", buf);
+    cr_expect(strstr(buf, "%2    scale      (%1) -> (2,3)  alpha=0.5\n"), "%s", buf);
+    cr_expect(strstr(buf, "label=\"%0 slice\\n(2,3,3)\\naxis=1 start=1 stop=4\""), "%s", buf);
+    free(buf);
+    tg_tape_free(tape);
+    tg_tensor_free(x);
+}
+
+static tg_status reason_forward(tg_tensor *const *in, int n, tg_tensor *out, void *user) {
+    (void)in, (void)n, (void)out, (void)user;
+    return tg_set_error(TG_EINVAL, "weights must be positive, got %g", -2.0);
+}
+static tg_status silent_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                                 void *user) {
+    (void)in, (void)n, (void)out, (void)gout, (void)grads, (void)user;
+    return TG_ENOMEM;
+}
+static tg_status reason_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                                 void *user) {
+    (void)in, (void)n, (void)out, (void)gout, (void)grads, (void)user;
+    return tg_set_error(TG_ESHAPE, "grad of %d inputs", n);
+}
+
+Test(tape, a_callbacks_reason_reaches_the_caller) {
+    static const tg_op_def reasoned = {"checked", tt_same_shape, reason_forward, silent_backward};
+    static const tg_op_def silent = {"quiet", tt_same_shape, copy_forward, silent_backward};
+    static const tg_op_def loud = {"loud", tt_same_shape, copy_forward, reason_backward};
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3);
+    /* a stale failure of the same status must not pass for the callback's reason */
+    tg_set_error(TG_ENOMEM, "an old failure");
+    cr_expect_eq(tg_last_status(), TG_ENOMEM);
+    cr_expect_null(tg_custom(tape, &reasoned, &p, 1, NULL));
+    tt_expect_error(TG_EINVAL, "checked: forward failed: weights must be positive, got -2");
+    tg_tensor *y = tg_custom(tape, &silent, &p, 1, NULL);
+    cr_assert(y);
+    tg_set_error(TG_ENOMEM, "an old failure");
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_ENOMEM);
+    tt_expect_error(TG_ENOMEM, "quiet: backward failed with TG_ENOMEM");
+    tg_tape_reset(tape);
+    y = tg_custom(tape, &loud, &p, 1, NULL);
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_ESHAPE);
+    tt_expect_error(TG_ESHAPE, "loud: backward failed: grad of 1 inputs");
+    cr_expect_eq(tg_set_error(TG_EIO, NULL), TG_EIO);
+    tt_expect_error(TG_EIO, "");
+    tg_tape_free(tape);
+    tg_tensor_free(p);
+}
+
+Test(tape, value_ops_refuse_indices) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *i = tg_tensor_new(TG_I64, 1, TT_SHAPE(3)), *p = TT_RAND(TG_F64, 1, 1, 3);
+    tg_clear_error();
+    cr_expect_null(tg_tanh(tape, i));
+    tt_expect_error(TG_EDTYPE, "tg_tanh: x is i64 (indices); this op takes f32 or f64 values");
+    cr_expect_null(tg_add(tape, p, i));
+    tt_expect_error(TG_EDTYPE, "tg_add: b is i64 (indices); this op takes f32 or f64 values");
+    cr_expect_null(tg_stack(tape, (tg_tensor *[]){p, i}, 2, 0));
+    tt_expect_error(TG_EDTYPE, "tg_stack: input 1 is i64");
+    cr_expect_null(tg_custom(tape, &(tg_op_def){"c", tt_same_shape, copy_forward, silent_backward}, &i, 1, NULL));
+    tt_expect_error(TG_EDTYPE, "c: input 0 is i64");
+    tg_tape_free(tape);
+    tg_tensor_free(i), tg_tensor_free(p);
+}

@@ -1,5 +1,7 @@
 /* Tensors the caller owns: construction, accessors, hashing, the RNG and their errors. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "tg_testutil.h"
 
 Test(tensor, new_is_zeroed_aligned_and_described) {
@@ -151,4 +153,142 @@ Test(error, names_and_clear) {
     tg_clear_error();
     cr_expect_eq(tg_last_status(), TG_OK);
     cr_expect_str_eq(tg_last_error(), "");
+}
+
+/* ---- index tensors ---- */
+
+Test(tensor, i64_tensors_hold_indices) {
+    int64_t v[4] = {0, -1, 7, (int64_t)1 << 40};
+    tg_tensor *t = tg_tensor_from(TG_I64, 2, TT_SHAPE(2, 2), v);
+    cr_assert(t, "%s", tg_last_error());
+    cr_expect_eq(tg_tensor_dtype(t), TG_I64);
+    cr_expect_eq(((int64_t *)tg_tensor_data(t))[3], (int64_t)1 << 40);
+    cr_expect_eq(tg_tensor_get(t, 1), -1.0);
+    cr_expect_eq(tg_tensor_set(t, 2, 5.0), TG_OK);
+    cr_expect_eq(((int64_t *)tg_tensor_data(t))[2], 5);
+    tg_tensor *c = tg_tensor_clone(t);
+    cr_assert(c);
+    cr_expect_eq(tg_tensor_dtype(c), TG_I64);
+    cr_expect_eq(tg_tensor_hash(c), tg_tensor_hash(t));
+    /* the same bytes as f64 are another tensor */
+    tg_tensor *f = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 2), tg_tensor_data(t));
+    cr_expect_neq(tg_tensor_hash(f), tg_tensor_hash(t));
+    tg_tensor *z = tg_tensor_new(TG_I64, 1, TT_SHAPE(3));
+    cr_assert(z);
+    cr_expect_eq(((int64_t *)tg_tensor_data(z))[2], 0);
+    cr_expect_null(tg_tensor_grad(z));
+    tg_tensor_free(t), tg_tensor_free(c), tg_tensor_free(f), tg_tensor_free(z);
+}
+
+Test(tensor, i64_errors) {
+    tg_clear_error();
+    cr_expect_null(tg_param_new(TG_I64, 1, TT_SHAPE(3)));
+    tt_expect_error(TG_EDTYPE, "tg_param_new: dtype i64 holds indices, which have no gradient");
+    tg_tensor *t = tg_tensor_new(TG_I64, 1, TT_SHAPE(3));
+    cr_expect_eq(tg_tensor_set(t, 0, 1.5), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_set: 1.5 is not an int64 value for an i64 tensor");
+    cr_expect_eq(tg_tensor_set(t, 0, NAN), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_set: nan is not an int64 value");
+    cr_expect_eq(tg_tensor_set(t, 0, 0x1p63), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "is not an int64 value");
+    uint64_t seed = 1;
+    cr_expect_eq(tg_tensor_fill_uniform(t, 0, 1, &seed), TG_EDTYPE);
+    tt_expect_error(TG_EDTYPE, "tg_tensor_fill_uniform: t is i64; random values fill f32 or f64 tensors");
+    cr_expect_null(tg_tensor_new((tg_dtype)7, 1, TT_SHAPE(3)));
+    tt_expect_error(TG_EINVAL, "tg_tensor_new: unknown dtype 7");
+    tg_tensor_free(t);
+}
+
+/* ---- printing ---- */
+
+static char *print_to_string(const tg_tensor *t) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tensor_print(t, f), TG_OK, "%s", tg_last_error());
+    fclose(f);
+    return buf;
+}
+
+Test(tensor, print_reads_like_numpy) {
+    double v[6] = {1.5, -2, 3, 4, 5, 6};
+    tg_tensor *m = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 3), v);
+    char *s = print_to_string(m);
+    cr_expect_str_eq(s, "tensor f64 (2,3)\n[[1.5, -2, 3],\n [4, 5, 6]]\n");
+    free(s);
+    tg_tensor *c = tg_tensor_from(TG_F32, 3, TT_SHAPE(2, 1, 2), (float[]){1, 2, 3, 4});
+    s = print_to_string(c);
+    cr_expect_str_eq(s, "tensor f32 (2,1,2)\n[[[1, 2]],\n\n [[3, 4]]]\n");
+    free(s);
+    tg_tensor *z = tg_tensor_from(TG_F64, 0, NULL, (double[]){0.25});
+    s = print_to_string(z);
+    cr_expect_str_eq(s, "tensor f64 ()\n0.25\n");
+    free(s);
+    tg_tensor *e = tg_tensor_new(TG_F32, 2, TT_SHAPE(3, 0));
+    s = print_to_string(e);
+    cr_expect_str_eq(s, "tensor f32 (3,0)\n[]\n");
+    free(s);
+    tg_tensor *i = tg_tensor_from(TG_I64, 1, TT_SHAPE(3), (int64_t[]){-1, 0, 9007199254740993});
+    s = print_to_string(i);
+    cr_expect_str_eq(s, "tensor i64 (3,)\n[-1, 0, 9007199254740993]\n");
+    free(s);
+    tg_tensor_free(m), tg_tensor_free(c), tg_tensor_free(z), tg_tensor_free(e), tg_tensor_free(i);
+}
+
+Test(tensor, print_summarises_past_1000_elements) {
+    tg_tensor *v = tg_tensor_new(TG_F64, 1, TT_SHAPE(1001));
+    for (int k = 0; k < 1001; k++) tg_tensor_set(v, k, k);
+    char *s = print_to_string(v);
+    cr_expect_str_eq(s, "tensor f64 (1001,)\n[0, 1, 2, ..., 998, 999, 1000]\n");
+    free(s);
+    tg_tensor *m = tg_tensor_new(TG_F64, 2, TT_SHAPE(40, 40));
+    for (int k = 0; k < 1600; k++) tg_tensor_set(m, k, k);
+    s = print_to_string(m);
+    cr_expect(strstr(s, "[[0, 1, 2, ..., 37, 38, 39],\n [40, 41, 42, ..., 77, 78, 79],\n [80, 81, 82, ..., 117, "
+                        "118, 119],\n ...,\n [1480,"), "%s", s);
+    free(s);
+    tg_tensor *small = tg_tensor_new(TG_F64, 1, TT_SHAPE(1000)); /* 1000 is printed whole */
+    s = print_to_string(small);
+    cr_expect_null(strstr(s, "..."));
+    free(s);
+    tg_tensor_free(v), tg_tensor_free(m), tg_tensor_free(small);
+}
+
+Test(tensor, print_errors) {
+    tg_tensor *t = tg_tensor_new(TG_F64, 1, TT_SHAPE(2));
+    tg_clear_error();
+    cr_expect_eq(tg_tensor_print(NULL, stdout), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_print: t is NULL");
+    cr_expect_eq(tg_tensor_print(t, NULL), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_print: out is NULL");
+    FILE *ro = fopen("/dev/null", "r"); /* writing to a read-only stream sets its error flag */
+    cr_expect_eq(tg_tensor_print(t, ro), TG_EIO);
+    tt_expect_error(TG_EIO, "tg_tensor_print: writing failed");
+    fclose(ro);
+    tg_tensor_free(t);
+}
+
+/* ---- random numbers ---- */
+
+Test(rng, a_copy_forks_the_stream) {
+    tg_rng a, b;
+    tg_rng_seed(&a, 42);
+    double first = tg_rng_uniform(&a);
+    b = a;
+    double x = tg_rng_uniform(&a), y = tg_rng_uniform(&b);
+    cr_expect_eq(x, y);
+    tg_rng_seed(&b, 42);
+    cr_expect_eq(tg_rng_uniform(&b), first);
+    cr_expect(isnan(tg_rng_uniform(NULL)) && isnan(tg_rng_normal(NULL)) && tg_rng_next(NULL) == 0);
+}
+
+/* tg_tensor_fill_uniform kept its stream when tg_rng arrived: the numbers of a seed are pinned. */
+Test(rng, fill_uniform_draws_the_seed_stream) {
+    tg_tensor *t = tg_tensor_new(TG_F64, 1, TT_SHAPE(3));
+    uint64_t seed = 7;
+    tg_tensor_fill_uniform(t, 0, 1, &seed);
+    tg_rng r;
+    tg_rng_seed(&r, 7);
+    for (int i = 0; i < 3; i++) cr_expect_eq(tg_tensor_get(t, i), tg_rng_uniform(&r));
+    tg_tensor_free(t);
 }
