@@ -255,14 +255,17 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
         tape->cap_nodes = cap;
     }
     tg__save save = op->save;
-    int n_saved = save == TG__SAVE_NONE ? 0 : save == TG__SAVE_INPUTS ? n_in : save == TG__SAVE_OUTPUT ? 1 : n_in + 1;
+    int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
+    int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
+    for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
     tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
     uint64_t *hash = n_saved ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *hash, 0) : NULL;
     if (!ins || (n_saved && !hash))
         return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
-    if (save == TG__SAVE_INPUTS || save == TG__SAVE_ALL) memcpy(saved, in, (size_t)n_in * sizeof *in);
+    for (int i = 0, j = 0; i < n_in && with_in; i++)
+        if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
     if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
     if (tape->checks & TG_CHECK_SAVED)
         for (int i = 0; i < n_saved; i++) hash[i] = tg_tensor_hash(saved[i]);

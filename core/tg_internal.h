@@ -58,6 +58,7 @@ typedef struct tg__op {
     const char *const *names;  /* input names in messages ("a", "b"); NULL: "input i" */
     unsigned index_inputs;     /* bit i set: input i holds TG_I64 indices; the others hold values */
     tg__save save;
+    unsigned unsaved;          /* bit i set: TG__SAVE_INPUTS/ALL leave input i out (backward reads its shape only) */
     unsigned flags;            /* TG__ZERO_OUT, TG__CONSTANT */
     const char *iarg[4];       /* names of args.i[k] to print; NULL: not printed */
     const char *farg[2];       /* names of args.f[k] to print */

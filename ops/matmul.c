@@ -67,3 +67,72 @@ const tg__op tg__op_matmul = {.name = "matmul", .fn = "tg_matmul", .names = name
 tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b) {
     return tg__apply(tape, &tg__op_matmul, (tg_tensor *[]){a, b}, 2, &(tg__args){0});
 }
+
+/* linear: x viewed as (R,K) with R = numel(x) / K, the leading dims flattened, so that a whole
+   (N,T,H) sequence is one GEMM. b NULL makes it a 2-input node. */
+static tg_status linear_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                              int64_t *shape) {
+    (void)args;
+    const tg_tensor *x = in[0], *W = in[1], *b = n > 2 ? in[2] : NULL;
+    char sx[TG__SHAPE_STR], sw[TG__SHAPE_STR], sb[TG__SHAPE_STR];
+    if (x->ndim < 1)
+        return tg__fail(TG_ESHAPE, "%s: x is 0-d; want (...,K) with at least 1 dim", fn);
+    if (W->ndim != 2)
+        return tg__fail(TG_ESHAPE, "%s: W is %s; want a 2-d (K,M) weight (x is %s)", fn,
+                        tg__shape_str(W->ndim, W->shape, sw), tg__shape_str(x->ndim, x->shape, sx));
+    int64_t K = x->shape[x->ndim - 1], M = W->shape[1];
+    if (W->shape[0] != K)
+        return tg__fail(TG_ESHAPE, "%s: x's last dim differs from W's first: x %s @ W %s", fn,
+                        tg__shape_str(x->ndim, x->shape, sx), tg__shape_str(2, W->shape, sw));
+    if (b && (b->ndim != 1 || b->shape[0] != M))
+        return tg__fail(TG_ESHAPE, "%s: b is %s; want (%lld,) for W %s", fn, tg__shape_str(b->ndim, b->shape, sb),
+                        (long long)M, tg__shape_str(2, W->shape, sw));
+    /* R as an unsigned product: an empty x's huge dims may wrap it, harmlessly, as nothing is computed. */
+    if ((uint64_t)tg__prod(x->shape, 0, x->ndim - 1) > INT32_MAX || K > INT32_MAX || M > INT32_MAX)
+        return tg__fail(TG_ESHAPE, "%s: dimensions beyond BLAS's int range: x %s @ W %s", fn,
+                        tg__shape_str(x->ndim, x->shape, sx), tg__shape_str(2, W->shape, sw));
+    *ndim = x->ndim;
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    shape[x->ndim - 1] = M;
+    return TG_OK;
+}
+
+/* Each row starts as b (or 0) and the GEMM adds x W onto it with beta = 1: no second pass for the bias. */
+static tg_status linear_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *y) {
+    (void)args;
+    const tg_tensor *x = in[0], *W = in[1];
+    int64_t K = W->shape[0], M = W->shape[1], R = M ? y->numel / M : 0;
+    size_t es = tg__dsize(y->dtype), row = (size_t)M * es;
+    if (n > 2)
+        for (int64_t r = 0; r < R; r++) memcpy((char *)y->data + (size_t)r * row, in[2]->data, row);
+    else if (y->numel)
+        memset(y->data, 0, (size_t)y->numel * es);
+    if (K) tg__gemm(y->dtype, 0, 0, R, M, K, x->data, K, W->data, M, 1.0, y->data, M);
+    return TG_OK;
+}
+
+/* dx += dy W^T, dW += x^T dy (beta = 1, in place), db += the column sums of dy. */
+static tg_status linear_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    const tg_tensor *x = node->in[0], *W = node->in[1];
+    int64_t K = W->shape[0], M = W->shape[1], R = M ? gout->numel / M : 0;
+    if (M == 0) return TG_OK;
+    if (grads[0]) tg__gemm(x->dtype, 0, 1, R, K, M, gout->data, M, W->data, M, 1.0, grads[0], K);
+    if (grads[1] && R) tg__gemm(x->dtype, 1, 0, K, M, R, x->data, K, gout->data, M, 1.0, grads[1], M);
+    if (node->n_in > 2 && grads[2])
+        TG__DISPATCH(x->dtype, {
+            const T *g = gout->data;
+            T *gb = grads[2];
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t j = 0; j < M; j++) gb[j] += g[r * M + j];
+        });
+    return TG_OK;
+}
+
+static const char *const names_xwb[] = {"x", "W", "b"};
+const tg__op tg__op_linear = {.name = "linear", .fn = "tg_linear", .names = names_xwb, .save = TG__SAVE_INPUTS,
+                              .unsaved = 1u << 2, .shape = linear_shape, .forward = linear_forward,
+                              .backward = linear_backward};
+
+tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b) {
+    return tg__apply(tape, &tg__op_linear, (tg_tensor *[]){x, W, b}, b ? 3 : 2, &(tg__args){0});
+}

@@ -15,6 +15,8 @@ typedef struct {
     int64_t shape[MAXIN][TG_MAX_DIMS];
     int64_t arg[3]; /* axis, start/index, stop */
     double lo, hi;  /* the inputs' range; both 0: [-1, 1) */
+    unsigned index_mask;           /* bit i: input i holds TG_I64 indices in [0, index_max), never a param */
+    int64_t index_max, index_skip; /* index_skip k > 0: every k-th index is -1 (an ignored target) */
 } op_case;
 
 /* softplus(x) = log(1 + e^x), elementwise: the custom-op door's test case. */
@@ -66,6 +68,16 @@ static tg_tensor *run_op(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     if (!strcmp(op, "max_axis")) return tg_max_axis(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
     if (!strcmp(op, "transpose")) return tg_transpose(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
     if (!strcmp(op, "concat")) return tg_concat(tape, in, c->n, (int)c->arg[0]);
+    if (!strcmp(op, "linear")) return tg_linear(tape, in[0], in[1], c->n > 2 ? in[2] : NULL);
+    if (!strcmp(op, "embedding")) return tg_embedding(tape, in[0], in[1]);
+    if (!strcmp(op, "softmax")) return tg_softmax(tape, in[0], (int)c->arg[0]);
+    if (!strcmp(op, "log_softmax")) return tg_log_softmax(tape, in[0], (int)c->arg[0]);
+    if (!strcmp(op, "cross_entropy")) return tg_cross_entropy(tape, in[0], in[1], -1);
+    if (!strcmp(op, "dropout")) { /* a fresh copy of one stream per call: every call the same mask */
+        tg_rng rng;
+        tg_rng_seed(&rng, 42);
+        return tg_dropout(tape, in[0], 0.4, &rng);
+    }
     return NULL;
 }
 
@@ -157,11 +169,43 @@ static const op_case cases[] = {
     {"concat", 3, {2, 2, 2}, {S(1, 3), S(2, 3), S(1, 3)}, {-2}},
     {"concat", 2, {1, 1}, {S(2), S(3)}, {0}},
     {"concat", 1, {2}, {S(2, 3)}, {0}},          /* one input: a copy */
+    {"linear", 3, {2, 2, 1}, {S(4, 3), S(3, 2), S(2)}, {0}},
+    {"linear", 3, {1, 2, 1}, {S(3), S(3, 2), S(2)}, {0}},             /* x 1-d */
+    {"linear", 3, {3, 2, 1}, {S(2, 3, 4), S(4, 5), S(5)}, {0}},       /* (N,T,H): one GEMM */
+    {"linear", 2, {2, 2}, {S(2, 3), S(3, 4)}, {0}},                   /* b NULL */
+    {"linear", 3, {2, 2, 1}, {S(1, 1), S(1, 1), S(1)}, {0}},
+    {"linear", 3, {3, 2, 1}, {S(2, 1, 3), S(3, 1), S(1)}, {0}},
+    {"embedding", 2, {2, 1}, {S(5, 3), S(6)}, {0}, .index_mask = 2, .index_max = 3}, /* repeats, unused rows */
+    {"embedding", 2, {2, 0}, {S(4, 2), S(0)}, {0}, .index_mask = 2, .index_max = 4}, /* 0-d indices */
+    {"embedding", 2, {2, 2}, {S(4, 3), S(2, 3)}, {0}, .index_mask = 2, .index_max = 4}, /* (N,T) */
+    {"softmax", 1, {2}, {S(3, 4)}, {-1}},
+    {"softmax", 1, {3}, {S(2, 3, 4)}, {1}},
+    {"softmax", 1, {3}, {S(2, 3, 4)}, {-3}},
+    {"softmax", 1, {2}, {S(3, 1)}, {1}},                              /* an axis of size 1 */
+    {"log_softmax", 1, {2}, {S(3, 4)}, {-1}},
+    {"log_softmax", 1, {3}, {S(2, 3, 4)}, {-2}},
+    {"log_softmax", 1, {2}, {S(3, 1)}, {-1}},
+    {"log_softmax", 1, {1}, {S(5)}, {0}},
+    {"cross_entropy", 2, {2, 1}, {S(4, 5), S(4)}, {0}, .index_mask = 2, .index_max = 5},
+    {"cross_entropy", 2, {2, 1}, {S(6, 5), S(6)}, {0}, .index_mask = 2, .index_max = 5, .index_skip = 3},
+    {"cross_entropy", 2, {3, 2}, {S(2, 3, 4), S(2, 3)}, {0}, .index_mask = 2, .index_max = 4, .index_skip = 2},
+    {"cross_entropy", 2, {1, 0}, {S(5), S(0)}, {0}, .index_mask = 2, .index_max = 5},
+    {"dropout", 1, {2}, {S(3, 4)}, {0}},
+    {"dropout", 1, {3}, {S(2, 3, 5)}, {0}},
+    {"dropout", 1, {0}, {S(0)}, {0}},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 static void make_inputs(const op_case *c, tg_dtype dt, int needs_mask, tg_tensor **in) {
     for (int i = 0; i < c->n; i++) {
+        if ((c->index_mask >> i) & 1) {
+            cr_assert(in[i] = tg_tensor_new(TG_I64, c->ndim[i], c->shape[i]));
+            for (int64_t k = 0; k < tg_tensor_numel(in[i]); k++) {
+                int skip = c->index_skip && k % c->index_skip == c->index_skip - 1;
+                tg_tensor_set(in[i], k, skip ? -1 : (double)((k * 7 + 3 + i) % c->index_max));
+            }
+            continue;
+        }
         in[i] = tt_rand(dt, (needs_mask >> i) & 1, 100 + (uint64_t)i, c->ndim[i], c->shape[i]);
         if (c->lo == 0 && c->hi == 0) continue;
         uint64_t seed = 100 + (uint64_t)i;
@@ -186,6 +230,7 @@ Test(ops, every_case_passes_gradcheck_in_f64) {
         int full = (1 << cases[c].n) - 1;
         for (int mask = full; mask > 0; mask = mask == full && cases[c].n > 1 ? 1 : mask << 1) {
             if (mask > full) break;
+            if (!(mask & ~(int)cases[c].index_mask)) continue; /* indices alone: nothing to check */
             tg_tensor *in[MAXIN];
             make_inputs(&cases[c], TG_F64, mask, in);
             tg_gradcheck_report r;
@@ -237,7 +282,7 @@ Test(ops, f32_matches_f64) {
         y32 = run_op(tape, in32, (void *)&cases[c]);
         cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_mul(tape, y32, y32)), NULL), TG_OK, "%s", tg_last_error());
         for (int i = 0; i < cases[c].n; i++)
-            for (int64_t j = 0; j < tg_tensor_numel(in64[i]); j++) {
+            for (int64_t j = 0; j < tg_tensor_numel(in64[i]) && tg_tensor_requires_grad(in64[i]); j++) {
                 double g64 = ((double *)tg_tensor_grad(in64[i]))[j], g32 = ((float *)tg_tensor_grad(in32[i]))[j];
                 cr_expect(fabs(g64 - g32) < 1e-4 * (1 + fabs(g64)), "case %d (%s) input %d grad %lld: %g vs %g", c,
                           cases[c].op, i, (long long)j, g64, g32);

@@ -1,0 +1,290 @@
+/* Network ops: embedding, softmax and log_softmax, cross-entropy, dropout. */
+#include <math.h>
+#include <string.h>
+#include "tg_internal.h"
+
+static const char *const names_x[] = {"x"};
+
+/* ---- embedding: out[k, :] = table[indices[k], :] ---- */
+
+/* The indices are checked here, once, so that forward and backward may trust them. */
+static tg_status embedding_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                                 int64_t *shape) {
+    (void)n, (void)args;
+    const tg_tensor *table = in[0], *idx = in[1];
+    char st[TG__SHAPE_STR], si[TG__SHAPE_STR];
+    if (table->ndim != 2)
+        return tg__fail(TG_ESHAPE, "%s: table is %s; want a 2-d (V,E) table", fn,
+                        tg__shape_str(table->ndim, table->shape, st));
+    if (idx->ndim == TG_MAX_DIMS)
+        return tg__fail(TG_ESHAPE, "%s: indices %s have %d dims; the result would have %d", fn,
+                        tg__shape_str(idx->ndim, idx->shape, si), TG_MAX_DIMS, TG_MAX_DIMS + 1);
+    const int64_t *p = idx->data, V = table->shape[0];
+    for (int64_t k = 0; k < idx->numel; k++)
+        if (p[k] < 0 || p[k] >= V)
+            return tg__fail(TG_EINVAL, "%s: index %lld at flat position %lld is outside [0, %lld) for table %s", fn,
+                            (long long)p[k], (long long)k, (long long)V, tg__shape_str(2, table->shape, st));
+    *ndim = idx->ndim + 1;
+    memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+    shape[idx->ndim] = table->shape[1];
+    return TG_OK;
+}
+
+static tg_status embedding_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n, (void)args;
+    const tg_tensor *table = in[0], *idx = in[1];
+    const int64_t *p = idx->data;
+    size_t row = (size_t)table->shape[1] * tg__dsize(table->dtype);
+    for (int64_t k = 0; k < idx->numel && row; k++)
+        memcpy((char *)out->data + (size_t)k * row, (const char *)table->data + (size_t)p[k] * row, row);
+    return TG_OK;
+}
+
+/* A scatter-add: a row used twice gets both rows of dy. */
+static tg_status embedding_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    const tg_tensor *table = node->in[0], *idx = node->in[1];
+    if (!grads[0]) return TG_OK;
+    const int64_t *p = idx->data, E = table->shape[1];
+    TG__DISPATCH(table->dtype, {
+        const T *g = gout->data;
+        T *gt = grads[0];
+        for (int64_t k = 0; k < idx->numel; k++)
+            for (int64_t j = 0; j < E; j++) gt[p[k] * E + j] += g[k * E + j];
+    });
+    return TG_OK;
+}
+
+static const char *const names_embedding[] = {"table", "indices"};
+const tg__op tg__op_embedding = {.name = "embedding", .fn = "tg_embedding", .names = names_embedding,
+                                 .index_inputs = 1u << 1, .save = TG__SAVE_INPUTS, .unsaved = 1u << 0,
+                                 .shape = embedding_shape, .forward = embedding_forward,
+                                 .backward = embedding_backward};
+
+tg_tensor *tg_embedding(tg_tape *tape, tg_tensor *table, tg_tensor *indices) {
+    return tg__apply(tape, &tg__op_embedding, (tg_tensor *[]){table, indices}, 2, &(tg__args){0});
+}
+
+/* ---- softmax and log_softmax along an axis: x viewed as (outer, n, inner), args.i[0] the axis ---- */
+
+static tg_status axis_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape) {
+    (void)n;
+    const tg_tensor *x = in[0];
+    if (tg__axis(fn, x->ndim, x->shape, &args->i[0])) return TG_EINVAL;
+    *ndim = x->ndim;
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    return TG_OK;
+}
+
+/* Runs the statements for each slice along the axis, which starts at offset base and holds len elements
+   inner apart. Nothing runs for an empty x, whose other dims may be huge. */
+#define AXIS_SLICES(x, axis, ...)                                                                  \
+    do {                                                                                           \
+        const int64_t outer_ = tg__prod((x)->shape, 0, (axis)), len = (x)->shape[(axis)];          \
+        const int64_t inner = tg__prod((x)->shape, (axis) + 1, (x)->ndim);                         \
+        for (int64_t o_ = 0; o_ < outer_ && (x)->numel; o_++)                                      \
+            for (int64_t i_ = 0; i_ < inner; i_++) {                                               \
+                const int64_t base = o_ * len * inner + i_;                                        \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+    } while (0)
+
+/* The max is subtracted before exp, so no exp overflows; the sum is in double even for f32. */
+static tg_status softmax_forward_(int log_, tg_tensor *const *in, const tg__args *args, tg_tensor *out) {
+    const tg_tensor *x = in[0];
+    TG__DISPATCH(x->dtype, {
+        AXIS_SLICES(x, (int)args->i[0], {
+            const T *px = (const T *)x->data + base;
+            T *py = (T *)out->data + base;
+            double m = px[0], s = 0;
+            for (int64_t j = 1; j < len; j++) m = px[j * inner] > m ? px[j * inner] : m;
+            for (int64_t j = 0; j < len; j++) s += exp(px[j * inner] - m);
+            double ls = log(s);
+            for (int64_t j = 0; j < len; j++)
+                py[j * inner] = (T)(log_ ? px[j * inner] - m - ls : exp(px[j * inner] - m) / s);
+        });
+    });
+    return TG_OK;
+}
+
+/* softmax: dx += y (dy - sum(dy y)); log_softmax: dx += dy - e^y sum(dy). */
+static tg_status softmax_backward_(int log_, const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    const tg_tensor *y = node->out;
+    TG__DISPATCH(y->dtype, {
+        AXIS_SLICES(y, (int)node->args.i[0], {
+            const T *py = (const T *)y->data + base, *pg = (const T *)gout->data + base;
+            T *pgx = (T *)grads[0] + base;
+            double s = 0;
+            for (int64_t j = 0; j < len; j++) s += log_ ? pg[j * inner] : pg[j * inner] * py[j * inner];
+            for (int64_t j = 0; j < len; j++) {
+                const double g = pg[j * inner], yj = py[j * inner];
+                pgx[j * inner] += (T)(log_ ? g - exp(yj) * s : yj * (g - s));
+            }
+        });
+    });
+    return TG_OK;
+}
+
+static tg_status softmax_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n;
+    return softmax_forward_(0, in, args, out);
+}
+static tg_status softmax_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    return softmax_backward_(0, node, gout, grads);
+}
+static tg_status log_softmax_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n;
+    return softmax_forward_(1, in, args, out);
+}
+static tg_status log_softmax_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    return softmax_backward_(1, node, gout, grads);
+}
+
+const tg__op tg__op_softmax = {.name = "softmax", .fn = "tg_softmax", .names = names_x, .save = TG__SAVE_OUTPUT,
+                               .iarg = {"axis"}, .shape = axis_shape, .forward = softmax_forward,
+                               .backward = softmax_backward};
+const tg__op tg__op_log_softmax = {.name = "log_softmax", .fn = "tg_log_softmax", .names = names_x,
+                                   .save = TG__SAVE_OUTPUT, .iarg = {"axis"}, .shape = axis_shape,
+                                   .forward = log_softmax_forward, .backward = log_softmax_backward};
+
+tg_tensor *tg_softmax(tg_tape *tape, tg_tensor *x, int axis) {
+    return tg__apply(tape, &tg__op_softmax, &x, 1, &(tg__args){.i = {axis}});
+}
+tg_tensor *tg_log_softmax(tg_tape *tape, tg_tensor *x, int axis) {
+    return tg__apply(tape, &tg__op_log_softmax, &x, 1, &(tg__args){.i = {axis}});
+}
+
+/* ---- cross-entropy: args.i[0] ignore_index, args.i[1] the count of positions not ignored ---- */
+
+/* The targets are checked and counted here, so forward and backward divide by the same count. */
+static tg_status ce_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape) {
+    (void)n, (void)shape;
+    const tg_tensor *logits = in[0], *targets = in[1];
+    char sl[TG__SHAPE_STR], st[TG__SHAPE_STR];
+    if (logits->ndim < 1 || targets->ndim != logits->ndim - 1 ||
+        memcmp(targets->shape, logits->shape, (size_t)targets->ndim * sizeof(int64_t)))
+        return tg__fail(TG_ESHAPE, "%s: logits %s and targets %s do not fit; want (...,V) and (...)", fn,
+                        tg__shape_str(logits->ndim, logits->shape, sl),
+                        tg__shape_str(targets->ndim, targets->shape, st));
+    const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], ignore = args->i[0];
+    int64_t count = 0;
+    for (int64_t k = 0; k < targets->numel; k++) {
+        if (t[k] == ignore) continue;
+        if (t[k] < 0 || t[k] >= V)
+            return tg__fail(TG_EINVAL, "%s: target %lld at flat position %lld is outside [0, %lld) and is not "
+                            "ignore_index %lld", fn, (long long)t[k], (long long)k, (long long)V, (long long)ignore);
+        count++;
+    }
+    args->i[1] = count;
+    *ndim = 0;
+    return TG_OK;
+}
+
+/* Row r's max and sum of e^(x - max), in double: what forward and backward share. */
+#define CE_ROW(px, V, m, s)                                                                     \
+    do {                                                                                           \
+        m = px[0], s = 0;                                                                          \
+        for (int64_t j_ = 1; j_ < (V); j_++) m = px[j_] > m ? px[j_] : m;                          \
+        for (int64_t j_ = 0; j_ < (V); j_++) s += exp(px[j_] - m);                                 \
+    } while (0)
+
+/* -log_softmax[target] = (max - x_target) + log sum e^(x - max): exact for logits of +-1e4. */
+static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n;
+    const tg_tensor *logits = in[0], *targets = in[1];
+    const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = args->i[1];
+    TG__DISPATCH(logits->dtype, {
+        double loss = 0, m, s;
+        for (int64_t r = 0; r < targets->numel; r++) {
+            if (t[r] == args->i[0]) continue;
+            const T *px = (const T *)logits->data + r * V;
+            CE_ROW(px, V, m, s);
+            loss += (m - px[t[r]]) + log(s);
+        }
+        *(T *)out->data = (T)(count ? loss / (double)count : 0.0);
+    });
+    return TG_OK;
+}
+
+/* dlogits += dy (softmax - onehot) / count, the softmax recomputed from the saved logits. */
+static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    const tg_tensor *logits = node->in[0], *targets = node->in[1];
+    const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = node->args.i[1];
+    if (!grads[0] || !count) return TG_OK;
+    TG__DISPATCH(logits->dtype, {
+        const double c = *(const T *)gout->data / (double)count;
+        double m, s;
+        T *gx = grads[0];
+        for (int64_t r = 0; r < targets->numel; r++) {
+            if (t[r] == node->args.i[0]) continue;
+            const T *px = (const T *)logits->data + r * V;
+            CE_ROW(px, V, m, s);
+            for (int64_t j = 0; j < V; j++) gx[r * V + j] += (T)(c * (exp(px[j] - m) / s - (j == t[r])));
+        }
+    });
+    return TG_OK;
+}
+
+static const char *const names_ce[] = {"logits", "targets"};
+const tg__op tg__op_cross_entropy = {.name = "cross_entropy", .fn = "tg_cross_entropy", .names = names_ce,
+                                     .index_inputs = 1u << 1, .save = TG__SAVE_INPUTS, .iarg = {"ignore_index"},
+                                     .shape = ce_shape, .forward = ce_forward, .backward = ce_backward};
+
+tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *targets, int64_t ignore_index) {
+    return tg__apply(tape, &tg__op_cross_entropy, (tg_tensor *[]){logits, targets}, 2,
+                     &(tg__args){.i = {ignore_index}});
+}
+
+/* ---- dropout: args.f[0] p, args.rng the stream its mask is drawn from ---- */
+
+/* Forward and backward draw the same mask from the node's copy of args.rng, so nothing is stored;
+   p = 0 (evaluation too) draws nothing. */
+#define DROPOUT_LOOP(args, numel, KEEP)                                                            \
+    do {                                                                                           \
+        tg_rng r_ = (args)->rng;                                                                   \
+        const double p_ = (args)->f[0];                                                            \
+        const T scale = (T)(1.0 / (1.0 - p_));                                                     \
+        for (int64_t i = 0; i < (numel); i++) {                                                    \
+            const int keep = p_ == 0 || tg_rng_uniform(&r_) >= p_;                                 \
+            KEEP;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+static tg_status dropout_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+    (void)n;
+    TG__DISPATCH(out->dtype, {
+        const T *px = in[0]->data;
+        T *py = out->data;
+        DROPOUT_LOOP(args, out->numel, py[i] = keep ? px[i] * scale : 0);
+    });
+    return TG_OK;
+}
+
+static tg_status dropout_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    TG__DISPATCH(gout->dtype, {
+        const T *pg = gout->data;
+        T *gx = grads[0];
+        DROPOUT_LOOP(&node->args, gout->numel, if (keep) gx[i] += pg[i] * scale);
+    });
+    return TG_OK;
+}
+
+static tg_status dropout_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                               int64_t *shape) {
+    (void)fn, (void)n, (void)args;
+    *ndim = in[0]->ndim;
+    memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
+    return TG_OK;
+}
+const tg__op tg__op_dropout = {.name = "dropout", .fn = "tg_dropout", .names = names_x, .farg = {"p"},
+                               .shape = dropout_shape, .forward = dropout_forward, .backward = dropout_backward};
+
+/* One draw of the caller's rng seeds the node's stream: the caller's advances by one whatever x's size. */
+tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, double p, tg_rng *rng) {
+    if (x && !(p >= 0 && p < 1)) {
+        tg__fail(TG_EINVAL, "tg_dropout: p is %g; want 0 <= p < 1", p);
+        return NULL;
+    }
+    tg__args args = {.f = {rng ? p : 0}};
+    if (rng) tg_rng_seed(&args.rng, tg_rng_next(rng));
+    return tg__apply(tape, &tg__op_dropout, &x, 1, &args);
+}
