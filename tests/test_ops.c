@@ -259,17 +259,22 @@ Test(ops, every_case_accumulates_when_used_twice) {
     }
 }
 
+/* f32 copies of a case's f64 inputs (index inputs stay i64). */
+static void to_f32(const op_case *c, tg_tensor *const *in64, tg_tensor **in32) {
+    for (int i = 0; i < c->n; i++) {
+        in32[i] = tg_tensor_requires_grad(in64[i]) ? tg_param_new(TG_F32, c->ndim[i], c->shape[i])
+                                                    : tg_tensor_new(tg_tensor_dtype(in64[i]) == TG_I64 ? TG_I64 : TG_F32,
+                                                                    c->ndim[i], c->shape[i]);
+        for (int64_t j = 0; j < tg_tensor_numel(in64[i]); j++) tg_tensor_set(in32[i], j, tg_tensor_get(in64[i], j));
+    }
+}
+
 /* f32 kernels: the same values as f64 within f32 rounding, forward and backward. */
 Test(ops, f32_matches_f64) {
     for (int c = 0; c < N_CASES; c++) {
         tg_tensor *in64[MAXIN], *in32[MAXIN];
         make_inputs(&cases[c], TG_F64, ~0, in64);
-        for (int i = 0; i < cases[c].n; i++) {
-            in32[i] = tg_tensor_requires_grad(in64[i]) ? tg_param_new(TG_F32, cases[c].ndim[i], cases[c].shape[i])
-                                                        : tg_tensor_new(tg_tensor_dtype(in64[i]) == TG_I64 ? TG_I64 : TG_F32,
-                                                                        cases[c].ndim[i], cases[c].shape[i]);
-            for (int64_t j = 0; j < tg_tensor_numel(in64[i]); j++) tg_tensor_set(in32[i], j, tg_tensor_get(in64[i], j));
-        }
+        to_f32(&cases[c], in64, in32);
         tg_tape *tape = tg_tape_new();
         tg_tensor *y64 = run_op(tape, in64, (void *)&cases[c]), *y32 = run_op(tape, in32, (void *)&cases[c]);
         cr_assert(y64 && y32, "case %d: %s", c, tg_last_error());
@@ -290,6 +295,76 @@ Test(ops, f32_matches_f64) {
         tg_tape_free(tape);
         free_inputs(&cases[c], in64);
         free_inputs(&cases[c], in32);
+    }
+}
+
+/* ---- the per-node check (tg_gradcheck_nodes) over every case ---- */
+
+/* No false failures: every case's recording passes, in f64 and (rerun in f64 from f32 values) in f32. */
+Test(ops, every_case_passes_the_per_node_check_in_both_dtypes) {
+    for (int c = 0; c < N_CASES; c++) {
+        tg_tensor *in64[MAXIN], *in32[MAXIN];
+        make_inputs(&cases[c], TG_F64, ~0, in64);
+        to_f32(&cases[c], in64, in32);
+        tg_tape *tape = tg_tape_new();
+        tg_gradcheck_report r;
+        tg_gradcheck_opts o32 = tg_gradcheck_defaults_f32();
+        for (int d = 0; d < 2; d++) {
+            tg_tensor *y = run_op(tape, d ? in32 : in64, (void *)&cases[c]);
+            cr_assert(y, "case %d: %s", c, tg_last_error());
+            /* an op over empty tensors has nothing to compare; the check says so rather than pass */
+            int some = 0;
+            for (int i = 0; i < cases[c].n; i++) some |= tg_tensor_requires_grad(in64[i]) && tg_tensor_numel(in64[i]);
+            int empty = !some || !tg_tensor_numel(y);
+            int ok = tg_gradcheck_nodes(tape, y, d ? &o32 : NULL, &r);
+            if (empty) cr_expect(!ok && strstr(r.message, "nothing to compare"), "case %d (%s): %s", c, cases[c].op, r.message);
+            else cr_expect(ok, "case %d (%s) %s: %s", c, cases[c].op, d ? "f32" : "f64", r.message);
+            tg_tape_reset(tape);
+        }
+        tg_tape_free(tape);
+        free_inputs(&cases[c], in64);
+        free_inputs(&cases[c], in32);
+    }
+}
+
+/* A wrong backward planted in one built-in op at a time (its real backward, plus 0.25 on element 0 of
+   each gradient it writes), inside a function of ten more nodes: the per-node check names that op. */
+static _Thread_local const tg__op *planted;
+static tg_status planted_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    tg_status s = planted->backward(node, gout, grads);
+    for (int i = 0; i < node->n_in; i++)
+        if (grads[i] && tg_tensor_numel(node->in[i])) TG__DISPATCH(node->in[i]->dtype, { ((T *)grads[i])[0] += (T)0.25; });
+    return s;
+}
+
+static tg_tensor *run_op_in_a_chain(tg_tape *t, tg_tensor *const *in, void *ctx) {
+    tg_tensor *y = run_op(t, in, ctx), *a = tg_tanh(t, y), *b = tg_scale(t, a, 0.5);
+    tg_tensor *d = tg_add(t, tg_mul(t, b, y), a), *f = tg_tanh(t, tg_sub(t, d, b));
+    return tg_tanh(t, tg_scale(t, tg_sum(t, tg_mul(t, f, f)), 2));
+}
+
+Test(ops, a_wrong_backward_in_any_op_is_named_by_the_per_node_check) {
+    for (int k = 0; tg__op_list[k]; k++) {
+        const tg__op *op = tg__op_list[k];
+        int c = 0; /* the op's first case whose inputs are not all empty */
+        while (c < N_CASES && (strcmp(cases[c].op, op->name) || !tt_numel(cases[c].ndim[0], cases[c].shape[0]))) c++;
+        cr_assert(c < N_CASES, "no non-empty case for %s", op->name);
+        tg_tensor *in[MAXIN];
+        make_inputs(&cases[c], TG_F64, ~0, in);
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *L = run_op_in_a_chain(tape, in, (void *)&cases[c]);
+        cr_assert(L && tg_tape_size(tape) >= 11, "%s: %lld nodes", op->name, (long long)tg_tape_size(tape));
+        tg_gradcheck_report r;
+        cr_expect(tg_gradcheck_nodes(tape, L, NULL, &r), "%s, unplanted: %s", op->name, r.message);
+        planted = op;
+        tg__override_backward(op, planted_backward);
+        int ok = tg_gradcheck_nodes(tape, L, NULL, &r);
+        tg__override_backward(op, NULL);
+        const char *want = strcmp(op->name, "custom") ? op->name : "softplus"; /* a custom node has its def's name */
+        cr_expect(!ok && !strcmp(r.op, want) && !strcmp(tg_gradcheck_nodes_failed_op(), want),
+                  "%s planted: named %s: %s", op->name, r.op, r.message);
+        tg_tape_free(tape);
+        free_inputs(&cases[c], in);
     }
 }
 

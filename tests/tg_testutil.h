@@ -14,6 +14,13 @@ tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int
 /* tt_rand with the shape written inline: TT_RAND(TG_F64, 1, 7, 2, 3) is a (2,3) param. */
 #define TT_RAND(dtype, param, seed, ...) tt_rand(dtype, param, seed, TT_NDIM(__VA_ARGS__), TT_SHAPE(__VA_ARGS__))
 
+/* The element count of a shape. */
+static inline int64_t tt_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
 /* A custom op's shape rule for elementwise ops: the output has inputs[0]'s shape. */
 tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape);
 
