@@ -34,4 +34,14 @@ tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int6
         tg_clear_error();                                                                          \
     } while (0)
 
+/* The worst relative error |a - r| / max(|r|, 1e-12) (as tg_gradcheck counts it) of a's data, or a's
+   gradient when grad is set, against r's data; NaN wins. a and r have one element count. */
+double tt_max_rel(tg_tensor *a, int grad, tg_tensor *r);
+
+/* The three-way check of a layer: tape against reference and against central differences, in full mode
+   within |a - n| <= 1e-8 + 1e-6 |n| (a T-step Jacobian has tiny elements, whose relative error is
+   roundoff), then in fast mode for four seeds, whose projections sum many elements: relative 1e-6
+   against numeric. Against the reference, relative 1e-10 everywhere (max_rel_err of vs_ref). */
+void tt_check3(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *in, int n, const char *label);
+
 #endif

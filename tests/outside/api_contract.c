@@ -107,6 +107,28 @@ void      tg_tape_set_grad_enabled(tg_tape *tape, int enabled);
 tg_status tg_set_error(tg_status status, const char *fmt, ...);   /* returns status */
 tg_status tg_tensor_print(const tg_tensor *t, FILE *out);
 
+/* issue: LSTM and GRU */
+tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *c_prev,
+                        tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, tg_tensor **c_next); /* returns h_next */
+typedef struct tg_time_lstm tg_time_lstm;
+tg_time_lstm *tg_time_lstm_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
+void       tg_time_lstm_free(tg_time_lstm *layer);
+tg_tensor *tg_time_lstm_forward(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs);   /* (N,T,D) -> (N,T,H) */
+tg_status  tg_time_lstm_set_state(tg_time_lstm *layer, const tg_tensor *h, const tg_tensor *c);
+void       tg_time_lstm_reset_state(tg_time_lstm *layer);
+tg_tensor *tg_time_lstm_dh(tg_time_lstm *layer);
+tg_tensor *tg_time_lstm_dc(tg_time_lstm *layer);
+
+tg_tensor *tg_gru_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev,
+                       tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
+typedef struct tg_time_gru tg_time_gru;
+tg_time_gru *tg_time_gru_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
+void       tg_time_gru_free(tg_time_gru *layer);
+tg_tensor *tg_time_gru_forward(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs);
+tg_status  tg_time_gru_set_state(tg_time_gru *layer, const tg_tensor *h);
+void       tg_time_gru_reset_state(tg_time_gru *layer);
+tg_tensor *tg_time_gru_dh(tg_time_gru *layer);
+
 /* Types that cannot be redeclared are checked member by member and value by value. */
 _Static_assert(TG_F32 == 0 && TG_F64 == 1 && TG_I64 == 2, "tg_dtype");
 _Static_assert(sizeof(tg_rng) == 4 * sizeof(uint64_t), "tg_rng is its state");
