@@ -299,13 +299,15 @@ Test(gru_time, every_node_passes_the_per_node_check) { nodes_pass(GRU); }
 static double lit_xw(const tg_tensor *xs, int64_t n, int64_t t, const tg_tensor *Wx, int64_t col) {
     const int64_t *s = tg_tensor_shape(xs);
     double a = 0;
-    for (int64_t d = 0; d < s[2]; d++) a += tg_tensor_get(xs, (n * s[1] + t) * s[2] + d) * tg_tensor_get(Wx, d * tg_tensor_shape(Wx)[1] + col);
+    for (int64_t d = 0; d < s[2]; d++)
+        a += tg_tensor_get(xs, (n * s[1] + t) * s[2] + d) * tg_tensor_get(Wx, d * tg_tensor_shape(Wx)[1] + col);
     return a;
 }
 /* Column col of h @ Wh for one row h (H,). */
 static double lit_hw(const double *h, const tg_tensor *Wh, int64_t col) {
     double a = 0;
-    for (int64_t k = 0; k < tg_tensor_shape(Wh)[0]; k++) a += h[k] * tg_tensor_get(Wh, k * tg_tensor_shape(Wh)[1] + col);
+    for (int64_t k = 0; k < tg_tensor_shape(Wh)[0]; k++)
+        a += h[k] * tg_tensor_get(Wh, k * tg_tensor_shape(Wh)[1] + col);
     return a;
 }
 static double lit_sigmoid(double a) { return 1 / (1 + exp(-a)); }
@@ -402,7 +404,8 @@ Test(lstm_time, forward_is_the_books_gate_order_f_g_i_o) {
     tcase_make(&k, LSTM, TG_F64, 2, 3, 3, 2, 1, 60);
     double want[12], other[12];
     lit_lstm((const int[]){0, 1, 2, 3}, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, k.l.c0, want, NULL);
-    lit_lstm((const int[]){1, 2, 0, 3}, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, k.l.c0, other, NULL); /* i, f, g, o */
+    /* PyTorch's blocks i, f, g, o: f in block 1, g in 2, i in 0 */
+    lit_lstm((const int[]){1, 2, 0, 3}, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, k.l.c0, other, NULL);
     pin_forward(&k, want, other, "PyTorch's gate order i, f, g, o");
     tcase_free(&k);
 }
@@ -418,25 +421,26 @@ Test(gru_time, forward_is_the_books_reset_before_Whh) {
 }
 
 /* The cells' forward is the book's equations for one step from h_prev (and c_prev), c_next too. */
-Test(lstm_cell, forward_is_the_books_equations) {
-    for (int kk = 0; kk < 2; kk++) {
-        kind kd = kk ? GRU : LSTM;
-        tcase k;
-        tcase_make(&k, kd, TG_F64, 2, 1, 3, 2, 1, 62);
-        tg_tape *tape = tg_tape_new();
-        tg_tensor *x = tg_select(tape, k.in[0], 1, 0), *c = NULL;
-        tg_tensor *h = kd == LSTM ? tg_lstm_cell(tape, x, k.l.h0, k.l.c0, k.in[1], k.in[2], k.in[3], &c)
-                                  : tg_gru_cell(tape, x, k.l.h0, k.in[1], k.in[2], k.in[3]);
-        cr_assert(h && (c || kd == GRU), "%s", tg_last_error());
-        double want_h[4], want_c[4];
-        if (kd == LSTM) lit_lstm((const int[]){0, 1, 2, 3}, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, k.l.c0, want_h, want_c);
-        else lit_gru(0, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, want_h);
-        cr_expect_leq(max_diff(h, want_h), 1e-12, "%s cell h_next: %.3g", kind_name(kd), max_diff(h, want_h));
-        if (kd == LSTM) cr_expect_leq(max_diff(c, want_c), 1e-12, "c_next: %.3g", max_diff(c, want_c));
-        tg_tape_free(tape);
-        tcase_free(&k);
-    }
+static void cell_forward_is_the_books(kind kd) {
+    tcase k;
+    tcase_make(&k, kd, TG_F64, 2, 1, 3, 2, 1, 62);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = tg_select(tape, k.in[0], 1, 0), *c = NULL;
+    tg_tensor *h = kd == LSTM ? tg_lstm_cell(tape, x, k.l.h0, k.l.c0, k.in[1], k.in[2], k.in[3], &c)
+                              : tg_gru_cell(tape, x, k.l.h0, k.in[1], k.in[2], k.in[3]);
+    cr_assert(h && (c || kd == GRU), "%s", tg_last_error());
+    double want_h[4], want_c[4];
+    if (kd == LSTM)
+        lit_lstm((const int[]){0, 1, 2, 3}, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, k.l.c0, want_h, want_c);
+    else lit_gru(0, k.in[0], k.in[1], k.in[2], k.in[3], k.l.h0, want_h);
+    cr_expect_leq(max_diff(h, want_h), 1e-12, "%s cell h_next: %.3g", kind_name(kd), max_diff(h, want_h));
+    if (kd == LSTM) cr_expect_leq(max_diff(c, want_c), 1e-12, "c_next: %.3g", max_diff(c, want_c));
+    tg_tape_free(tape);
+    tcase_free(&k);
 }
+
+Test(lstm_cell, forward_is_the_books_equations) { cell_forward_is_the_books(LSTM); }
+Test(gru_cell, forward_is_the_books_equations) { cell_forward_is_the_books(GRU); }
 
 /* ---- dh, dc, f32, state ---- */
 
@@ -542,7 +546,8 @@ static void stateful_two_chunks(kind kd) {
         cr_assert_eq(tg_backward(tape, hs, dhs), TG_OK);
         const char *who = l ? "fresh layer with set_state" : "stateful layer's chunk 2";
         cr_expect_leq(tt_max_rel(hs, 0, rhs), 1e-10, "%s %s: hs %.3g", kind_name(kd), who, tt_max_rel(hs, 0, rhs));
-        for (int i = 0; i < 3; i++) cr_expect_leq(tt_max_rel(P[i], 1, g[i + 1]), 1e-10, "%s %s: param %d", kind_name(kd), who, i);
+        for (int i = 0; i < 3; i++)
+            cr_expect_leq(tt_max_rel(P[i], 1, g[i + 1]), 1e-10, "%s %s: param %d", kind_name(kd), who, i);
         cr_expect_leq(tt_max_rel(layer_dh(both[l]), 0, dh0), 1e-10, "%s %s: dh", kind_name(kd), who);
         if (kd == LSTM) cr_expect_leq(tt_max_rel(tg_time_lstm_dc(both[l]->lstm), 0, dc0), 1e-10, "%s: dc", who);
         tg_tape_reset(tape);
@@ -568,10 +573,12 @@ Test(gru_time, stateful_two_chunks_equal_fresh_with_set_state) { stateful_two_ch
 Test(lstm_time, stateful_carries_c) {
     int64_t N = 2, T = 3, D = 3, H = 2;
     tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, D, 4 * H), *Wh = TT_RAND(TG_F64, 1, 2, H, 4 * H),
-              *b = TT_RAND(TG_F64, 1, 3, 4 * H), *x1 = TT_RAND(TG_F64, 0, 4, N, T, D), *x2 = TT_RAND(TG_F64, 0, 5, N, T, D);
+              *b = TT_RAND(TG_F64, 1, 3, 4 * H), *x1 = TT_RAND(TG_F64, 0, 4, N, T, D),
+              *x2 = TT_RAND(TG_F64, 0, 5, N, T, D);
     tg_tensor *hs1 = tg_tensor_new(TG_F64, 3, (int64_t[]){N, T, H}), *cs1 = zeros_like(hs1);
     tg_tensor *hT = nh_new(TG_F64, N, H), *cT = nh_new(TG_F64, N, H), *zero = nh_new(TG_F64, N, H);
-    cr_assert_eq(tg_time_lstm_ref(x1, NULL, NULL, Wx, Wh, b, NULL, hs1, cs1, NULL, NULL, NULL, NULL, NULL, NULL), TG_OK);
+    cr_assert_eq(tg_time_lstm_ref(x1, NULL, NULL, Wx, Wh, b, NULL, hs1, cs1, NULL, NULL, NULL, NULL, NULL, NULL),
+                 TG_OK);
     for (int64_t i = 0; i < N * H; i++) {
         int64_t n = i / H, j = i % H;
         tg_tensor_set(hT, i, tg_tensor_get(hs1, (n * T + T - 1) * H + j));
@@ -641,9 +648,11 @@ static void batch_sizes_in_one_recording(kind kd) {
     tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, D, kd * H), *Wh = TT_RAND(TG_F64, 1, 2, H, kd * H),
               *b = TT_RAND(TG_F64, 1, 3, kd * H), *P[3] = {Wx, Wh, b};
     tg_tensor *x1 = TT_RAND(TG_F64, 0, 4, 1, T, D), *x3 = TT_RAND(TG_F64, 0, 5, 3, T, D);
-    tg_tensor *o1 = tg_tensor_new(TG_F64, 3, (int64_t[]){1, T, H}), *o3 = tg_tensor_new(TG_F64, 3, (int64_t[]){3, T, H});
+    tg_tensor *o1 = tg_tensor_new(TG_F64, 3, (int64_t[]){1, T, H}),
+              *o3 = tg_tensor_new(TG_F64, 3, (int64_t[]){3, T, H});
     for (int64_t i = 0; i < 3 * T * H; i++) tg_tensor_set(o3, i, 1.0), tg_tensor_set(o1, i % (T * H), 1.0);
-    tg_tensor *g1[4] = {NULL, zeros_like(Wx), zeros_like(Wh), zeros_like(b)}, *g3[4] = {NULL, zeros_like(Wx), zeros_like(Wh), zeros_like(b)};
+    tg_tensor *g1[4] = {NULL, zeros_like(Wx), zeros_like(Wh), zeros_like(b)},
+              *g3[4] = {NULL, zeros_like(Wx), zeros_like(Wh), zeros_like(b)};
     tg_tensor *r1 = zeros_like(o1), *r3 = zeros_like(o3), *dh1 = nh_new(TG_F64, 1, H), *dh3 = nh_new(TG_F64, 3, H);
     cr_assert_eq(ref_of(kd, x1, NULL, NULL, Wx, Wh, b, o1, r1, NULL, g1, dh1, NULL), TG_OK);
     cr_assert_eq(ref_of(kd, x3, NULL, NULL, Wx, Wh, b, o3, r3, NULL, g3, dh3, NULL), TG_OK);
@@ -702,8 +711,9 @@ Test(lstm_errors, cell) {
     err_fix e = err_make(LSTM);
     tg_tensor *x_bad = TT_RAND(TG_F64, 0, 8, 4, 5), *h_bad = TT_RAND(TG_F64, 0, 9, 3, 2),
               *c_bad = TT_RAND(TG_F64, 0, 10, 4, 3), *Wh_bad = TT_RAND(TG_F64, 0, 11, 2, 6),
-              *Wh1 = TT_RAND(TG_F64, 0, 12, 8), *Wx_bad = TT_RAND(TG_F64, 0, 13, 3, 6), *b_bad = TT_RAND(TG_F64, 0, 14, 6),
-              *x32 = TT_RAND(TG_F32, 0, 15, 4, 3), *c32 = TT_RAND(TG_F32, 0, 16, 4, 2), *Wh32 = TT_RAND(TG_F32, 0, 17, 2, 8);
+              *Wh1 = TT_RAND(TG_F64, 0, 12, 8), *Wx_bad = TT_RAND(TG_F64, 0, 13, 3, 6),
+              *b_bad = TT_RAND(TG_F64, 0, 14, 6), *x32 = TT_RAND(TG_F32, 0, 15, 4, 3),
+              *c32 = TT_RAND(TG_F32, 0, 16, 4, 2), *Wh32 = TT_RAND(TG_F32, 0, 17, 2, 8);
     tg_tensor *c = e.h; /* any non-NULL value: a failed call must set it to NULL */
 #define CELL(x_, h_, c_, Wx_, Wh_, b_) (c = e.h, tg_lstm_cell(e.tape, x_, h_, c_, Wx_, Wh_, b_, &c))
     static const char *const nulls[7] = {"x", "h_prev", "c_prev", "Wx", "Wh", "b", "c_next"};
@@ -893,9 +903,11 @@ Test(gru_errors, time_layer) { time_errors(GRU); }
 
 Test(lstm_errors, reference) {
     err_fix e = err_make(LSTM);
-    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}), *hs_bad = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 3});
+    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}),
+              *hs_bad = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 3});
     tg_tensor *dWx_bad = tg_tensor_new(TG_F64, 2, (int64_t[]){3, 6}), *b32 = TT_RAND(TG_F32, 0, 6, 8),
-              *Wx_D = TT_RAND(TG_F64, 0, 7, 2, 8), *xs32 = TT_RAND(TG_F32, 0, 8, 4, 5, 3), *c0 = TT_RAND(TG_F64, 0, 9, 2, 2);
+              *Wx_D = TT_RAND(TG_F64, 0, 7, 2, 8), *xs32 = TT_RAND(TG_F32, 0, 8, 4, 5, 3),
+              *c0 = TT_RAND(TG_F64, 0, 9, 2, 2);
 #define REF(xs, h0, c0, Wx, b, hs, cs, dWx, dc0) \
     tg_time_lstm_ref(xs, h0, c0, Wx, e.Wh, b, NULL, hs, cs, NULL, dWx, NULL, NULL, NULL, dc0)
     cr_expect_eq(REF(NULL, NULL, NULL, e.Wx, e.b, hs, NULL, NULL, NULL), TG_EINVAL);
@@ -930,7 +942,8 @@ Test(lstm_errors, reference) {
 
 Test(gru_errors, reference) {
     err_fix e = err_make(GRU);
-    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}), *dWh_bad = tg_tensor_new(TG_F64, 2, (int64_t[]){2, 8});
+    tg_tensor *hs = tg_tensor_new(TG_F64, 3, (int64_t[]){4, 5, 2}),
+              *dWh_bad = tg_tensor_new(TG_F64, 2, (int64_t[]){2, 8});
     tg_tensor *Wh_bad = TT_RAND(TG_F64, 0, 6, 2, 8), *h0 = TT_RAND(TG_F64, 0, 7, 4, 3);
     cr_expect_eq(tg_time_gru_ref(NULL, NULL, e.Wx, e.Wh, e.b, NULL, hs, NULL, NULL, NULL, NULL, NULL), TG_EINVAL);
     tt_expect_error(TG_EINVAL, "tg_time_gru_ref: xs is NULL");
