@@ -129,10 +129,10 @@ static void gated_free(gated *g) {
     tg__free(g);
 }
 
-/* Both Time layers' forward: the state's start, one linear for the input side of every step, the
-   recurrent side per step, one stack. lstm says which step. */
+/* Both Time layers' forward, tape and g checked: the state's start, one linear for the input side of
+   every step, the recurrent side per step, one stack. lstm says which step. */
 static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tensor *xs, int lstm) {
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx)) return NULL;
+    if (tg__null_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx)) return NULL;
     int64_t T = tg_tensor_shape(xs)[1], H = g->H;
     tg_tensor *s[TG__MAX_STATES]; /* h (and c): the initial state, then each step's */
     if (tg__rstate_begin(&g->st, fn, tape, xs, s)) return NULL;
@@ -166,7 +166,7 @@ void tg_time_lstm_free(tg_time_lstm *layer) { gated_free(layer ? &layer->g : NUL
 
 tg_tensor *tg_time_lstm_forward(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_lstm_forward";
-    if (tg__null_arg(fn, "layer", layer)) return NULL;
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
     return time_forward(fn, tape, &layer->g, xs, 1);
 }
 
@@ -198,7 +198,7 @@ void tg_time_gru_free(tg_time_gru *layer) { gated_free(layer ? &layer->g : NULL)
 
 tg_tensor *tg_time_gru_forward(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_gru_forward";
-    if (tg__null_arg(fn, "layer", layer)) return NULL;
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
     return time_forward(fn, tape, &layer->g, xs, 0);
 }
 
