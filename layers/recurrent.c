@@ -1,8 +1,8 @@
-/* What the gated layers share: argument checks that speak a layer's letters, and the carried state of
- * a Time layer. The state is TimeRNN's design (rnn.c's opening comment says why it is made so): an
- * (N,H) parameter leaf of zeros per state and batch size, never freed before the layer, from which
- * every forward starts (zero, or zero + detach(state)), so that backward leaves dL/dstate0 in its
- * gradient; the state itself enters as a constant (truncated BPTT).
+/* What the recurrent layers share: argument checks that speak a layer's letters, and the carried state
+ * of a Time layer (TimeRNN's, TimeLSTM's and TimeGRU's). The state is TimeRNN's design (rnn.c's opening
+ * comment says why it is made so): an (N,H) parameter leaf of zeros per state and batch size, never
+ * freed before the layer, from which every forward starts (zero, or zero + detach(state)), so that
+ * backward leaves dL/dstate0 in its gradient; the state itself enters as a constant (truncated BPTT).
  */
 #include <limits.h>
 #include <stdint.h>

@@ -1,6 +1,7 @@
-/* layers/ internals shared by the gated layers (lstm.c) and their reference (lstm_ref.c): argument
- * checks in a layer's letters, and the carried state of a Time layer with its zero leaves. Never
- * installed. The state is TimeRNN's design (rnn.c explains it), for one state (h) or two (h, c).
+/* layers/ internals shared by TimeRNN (rnn.c), the gated layers (lstm.c) and their reference
+ * (lstm_ref.c): argument checks in a layer's letters, and the carried state of a Time layer with its
+ * zero leaves. Never installed. The state's design is explained at the top of rnn.c; here it holds one
+ * state (h) or two (h, c).
  */
 #ifndef TG_RECURRENT_INTERNAL_H
 #define TG_RECURRENT_INTERNAL_H

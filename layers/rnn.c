@@ -27,63 +27,36 @@
  * The detach copies the state into the tape, so set_state or a stateful forward may rewrite the
  * layer's state buffer while an earlier recording still waits for its backward. The state enters as
  * a constant: no gradient flows into the previous chunk, which is what truncated BPTT means.
+ *
+ * The state and the leaves are kept by recurrent.c (tg__rstate), which the LSTM and GRU share.
  */
-#include <limits.h>
-#include <string.h>
+#include "recurrent_internal.h"
 #include "rnn_internal.h"
 #include "tg_internal.h"
 #include "tg_rnn.h"
 
-/* The initial-state leaf of one batch size: zero (N,H), a param whose data is always 0, whose gradient
-   is dL/dh0; dh (N,H), what tg_time_rnn_dh hands out, a copy of zero's gradient. */
-typedef struct {
-    tg_tensor *zero, *dh;
-} h0_leaf;
-
 struct tg_time_rnn {
     tg_tensor *Wx, *Wh, *b; /* borrowed: the caller's parameters */
-    tg_dtype dtype;
-    int64_t D, H;
-    int stateful;
-    int has_state;     /* state holds the initial hidden state of the next forward */
-    tg_tensor *state;  /* (N,H), no gradient; NULL until set_state or a stateful forward */
-    h0_leaf *leaves;   /* one per batch size seen, in the order first seen; never freed before the layer */
-    int n_leaves, cap_leaves;
-    int last;          /* leaves[last] is the last forward's; -1 before the first forward */
+    tg__rstate st;          /* the state, the zero leaves and dh (recurrent.c) */
 };
-
-/* A NULL argument that came from an earlier failed call keeps that call's message (tg__null): errors
-   chain, so a caller may check once at the end. */
-static int null_arg(const char *fn, const char *name, const void *p) {
-    if (p) return 0;
-    tg__null(fn, name);
-    return 1;
-}
-
-static int same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
-    if (tg_tensor_ndim(t) != ndim) return 0;
-    for (int i = 0; i < ndim; i++)
-        if (tg_tensor_shape(t)[i] != shape[i]) return 0;
-    return 1;
-}
 
 /* Declared in rnn_internal.h: rnn_ref.c checks its parameters here too. */
 int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (null_arg(fn, "Wx", Wx) || null_arg(fn, "Wh", Wh) || null_arg(fn, "b", b)) return 1;
+    if (tg__null_arg(fn, "Wx", Wx) || tg__null_arg(fn, "Wh", Wh) || tg__null_arg(fn, "b", b)) return 1;
     if (tg_tensor_ndim(Wx) != 2) {
         tg__fail(TG_ESHAPE, "%s: Wx is %s, want 2 dims (D,H)", fn,
                  tg__shape_str(tg_tensor_ndim(Wx), tg_tensor_shape(Wx), s1));
         return 1;
     }
     int64_t H = tg_tensor_shape(Wx)[1];
-    if (!same_shape(Wh, 2, (int64_t[]){H, H})) {
+    if (!tg__same_shape(Wh, 2, (int64_t[]){H, H})) {
         tg__fail(TG_ESHAPE, "%s: Wh is %s but Wx is %s: want Wh (H,H) with H = %lld", fn,
                  tg__shape_str(tg_tensor_ndim(Wh), tg_tensor_shape(Wh), s1),
                  tg__shape_str(2, tg_tensor_shape(Wx), s2), (long long)H);
         return 1;
     }
-    if (!same_shape(b, 1, &H)) {
+    if (!tg__same_shape(b, 1, &H)) {
         tg__fail(TG_ESHAPE, "%s: b is %s but Wx is %s: want b (H,) with H = %lld", fn,
                  tg__shape_str(tg_tensor_ndim(b), tg_tensor_shape(b), s1),
                  tg__shape_str(2, tg_tensor_shape(Wx), s2), (long long)H);
@@ -104,7 +77,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
                        tg_tensor *b) {
     static const char fn[] = "tg_rnn_cell";
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR], s3[TG__SHAPE_STR];
-    if (null_arg(fn, "tape", tape) || null_arg(fn, "x", x) || null_arg(fn, "h_prev", h_prev) ||
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "x", x) || tg__null_arg(fn, "h_prev", h_prev) ||
         tg__rnn_bad_params(fn, Wx, Wh, b))
         return NULL;
     /* The ops would catch these too, but in terms of (4,3) @ (5,2); the RNN's letters say which
@@ -117,7 +90,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
         return NULL;
     }
     int64_t N = tg_tensor_shape(x)[0];
-    if (!same_shape(h_prev, 2, (int64_t[]){N, H})) {
+    if (!tg__same_shape(h_prev, 2, (int64_t[]){N, H})) {
         tg__fail(TG_ESHAPE, "%s: h_prev is %s, want (N,H) = (%lld,%lld) from x %s and Wx %s", fn,
                  tg__shape_str(tg_tensor_ndim(h_prev), tg_tensor_shape(h_prev), s1), (long long)N,
                  (long long)H, tg__shape_str(2, tg_tensor_shape(x), s2),
@@ -150,108 +123,29 @@ tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int sta
     layer->Wx = Wx;
     layer->Wh = Wh;
     layer->b = b;
-    layer->dtype = tg_tensor_dtype(Wx);
-    layer->D = tg_tensor_shape(Wx)[0];
-    layer->H = tg_tensor_shape(Wx)[1];
-    layer->stateful = stateful != 0;
-    layer->last = -1;
+    tg__rstate_init(&layer->st, 1, tg_tensor_dtype(Wx), tg_tensor_shape(Wx)[1], stateful);
     return layer;
 }
 
 void tg_time_rnn_free(tg_time_rnn *layer) {
     if (!layer) return;
-    tg_tensor_free(layer->state);
-    for (int i = 0; i < layer->n_leaves; i++) {
-        tg_tensor_free(layer->leaves[i].zero);
-        tg_tensor_free(layer->leaves[i].dh);
-    }
-    tg__free(layer->leaves);
+    tg__rstate_free(&layer->st);
     tg__free(layer);
-}
-
-/* Finds, or makes, the h0 leaf of batch size N into *leaf, and sizes state for a stateful layer, so
-   that nothing can fail after the forward's ops have run. A failure leaves the layer as it was (the
-   leaf array may have grown, with the same leaves in it). */
-static tg_status size_buffers(tg_time_rnn *layer, int64_t N, int *leaf) {
-    int64_t shape[2] = {N, layer->H};
-    int i = 0;
-    while (i < layer->n_leaves && tg_tensor_shape(layer->leaves[i].zero)[0] != N) i++;
-    if (i == layer->n_leaves) {
-        h0_leaf *leaves = layer->leaves;
-        if (i == layer->cap_leaves) {
-            int cap = layer->cap_leaves ? 2 * layer->cap_leaves : 4;
-            leaves = i < INT_MAX / 2 ? tg__malloc((size_t)cap * sizeof *leaves) : NULL;
-            if (leaves) {
-                if (i) memcpy(leaves, layer->leaves, (size_t)i * sizeof *leaves);
-                layer->cap_leaves = cap; /* the old array's contents are all in the new one */
-                tg__free(layer->leaves);
-                layer->leaves = leaves;
-            }
-        }
-        tg_tensor *zero = leaves ? tg_param_new(layer->dtype, 2, shape) : NULL;
-        tg_tensor *dh = zero ? tg_tensor_new(layer->dtype, 2, shape) : NULL;
-        if (!dh) {
-            tg_tensor_free(zero);
-            return tg__fail(TG_ENOMEM, "tg_time_rnn_forward: out of memory for the (%lld,%lld) initial "
-                            "state", (long long)N, (long long)layer->H);
-        }
-        layer->leaves[i] = (h0_leaf){zero, dh};
-        layer->n_leaves++;
-    }
-    *leaf = i;
-    if (layer->stateful && (!layer->state || tg_tensor_shape(layer->state)[0] != N)) {
-        /* Only reached without a state (a kept state of another N is refused before): safe to drop. */
-        tg_tensor *state = tg_tensor_new(layer->dtype, 2, shape);
-        if (!state)
-            return tg__fail(TG_ENOMEM, "tg_time_rnn_forward: out of memory for the (%lld,%lld) state",
-                            (long long)N, (long long)layer->H);
-        tg_tensor_free(layer->state);
-        layer->state = state;
-    }
-    return TG_OK;
 }
 
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_rnn_forward";
-    char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (null_arg(fn, "tape", tape) || null_arg(fn, "layer", layer) || null_arg(fn, "xs", xs)) return NULL;
-    if (tg_tensor_ndim(xs) != 3 || tg_tensor_shape(xs)[2] != layer->D) {
-        tg__fail(TG_ESHAPE, "%s: xs is %s but Wx is %s: want xs (N,T,D) with D = %lld", fn,
-                 tg__shape_str(tg_tensor_ndim(xs), tg_tensor_shape(xs), s1),
-                 tg__shape_str(2, tg_tensor_shape(layer->Wx), s2), (long long)layer->D);
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__null_arg(fn, "xs", xs) ||
+        tg__xs_bad(fn, xs, layer->Wx))
         return NULL;
-    }
-    if (tg_tensor_dtype(xs) != layer->dtype) {
-        tg__fail(TG_EDTYPE, "%s: xs is %s but the layer's weights are %s", fn,
-                 tg__dtype_name(tg_tensor_dtype(xs)), tg__dtype_name(layer->dtype));
-        return NULL;
-    }
-    int64_t N = tg_tensor_shape(xs)[0], T = tg_tensor_shape(xs)[1];
-    if (T < 1 || T > INT_MAX) { /* tg_stack counts its inputs in int */
-        tg__fail(TG_ESHAPE, "%s: xs is %s: T = %lld steps, want 1..%d", fn,
-                 tg__shape_str(3, tg_tensor_shape(xs), s1), (long long)T, INT_MAX);
-        return NULL;
-    }
-    if (layer->has_state && tg_tensor_shape(layer->state)[0] != N) {
-        tg__fail(TG_ESHAPE, "%s: the layer's state is %s (from set_state or the last stateful forward) "
-                 "but xs %s has N = %lld; reset_state or set_state first", fn,
-                 tg__shape_str(2, tg_tensor_shape(layer->state), s1),
-                 tg__shape_str(3, tg_tensor_shape(xs), s2), (long long)N);
-        return NULL;
-    }
-    int leaf = -1;
-    if (size_buffers(layer, N, &leaf)) return NULL;
-
-    tg_tensor *zero = layer->leaves[leaf].zero;
-    tg_zero_grad(zero); /* dh starts from this forward (tg_time_rnn_dh says what it sums) */
-    layer->last = leaf;
-    tg_tensor *h = zero;
-    if (layer->has_state) h = tg_add(tape, zero, tg_detach(tape, layer->state));
+    int64_t T = tg_tensor_shape(xs)[1];
+    tg_tensor *h; /* h0: zero, or zero + detach(state) */
+    if (tg__rstate_begin(&layer->st, fn, tape, xs, &h)) return NULL;
 
     /* One cell per step, as the seed's loop; hs[:, t, :] = h becomes a stack of the T h's. The list
        lives in the tape's arena, so a warm training loop does no malloc here. */
-    tg_tensor **steps = h ? tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0) : NULL;
-    if (h && !steps) {
+    tg_tensor **steps = tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0);
+    if (!steps) {
         tg__fail(TG_ENOMEM, "%s: out of memory for a list of T = %lld steps", fn, (long long)T);
         return NULL;
     }
@@ -261,53 +155,22 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     }
     if (!h) return NULL;
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
-    if (!hs) return NULL;
-
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
-    if (layer->stateful) {
-        memcpy(tg_tensor_data(layer->state), tg_tensor_data(h),
-               (size_t)tg_tensor_numel(h) * tg__dsize(layer->dtype));
-        layer->has_state = 1;
-    }
+    if (hs) tg__rstate_end(&layer->st, &h);
     return hs;
 }
 
 tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h) {
     static const char fn[] = "tg_time_rnn_set_state";
-    char s1[TG__SHAPE_STR];
-    if (null_arg(fn, "layer", layer) || null_arg(fn, "h", h)) return tg_last_status();
-    if (tg_tensor_ndim(h) != 2 || tg_tensor_shape(h)[1] != layer->H)
-        return tg__fail(TG_ESHAPE, "%s: h is %s, want (N,H) with H = %lld", fn,
-                        tg__shape_str(tg_tensor_ndim(h), tg_tensor_shape(h), s1), (long long)layer->H);
-    if (tg_tensor_dtype(h) != layer->dtype)
-        return tg__fail(TG_EDTYPE, "%s: h is %s but the layer's weights are %s", fn,
-                        tg__dtype_name(tg_tensor_dtype(h)), tg__dtype_name(layer->dtype));
-    if (!layer->state || tg_tensor_shape(layer->state)[0] != tg_tensor_shape(h)[0]) {
-        /* No recording holds the state buffer (forward copies it into the tape), so it may go. */
-        tg_tensor *state = tg_tensor_new(layer->dtype, 2, tg_tensor_shape(h));
-        if (!state)
-            return tg__fail(TG_ENOMEM, "%s: out of memory for a %s state", fn,
-                            tg__shape_str(2, tg_tensor_shape(h), s1));
-        tg_tensor_free(layer->state);
-        layer->state = state;
-    }
-    memcpy(layer->state->data, h->data, (size_t)h->numel * tg__dsize(layer->dtype));
-    layer->has_state = 1;
-    return TG_OK;
+    if (tg__null_arg(fn, "layer", layer)) return tg_last_status();
+    return tg__rstate_set(&layer->st, fn, &h, (const char *const[]){"h"});
 }
 
 void tg_time_rnn_reset_state(tg_time_rnn *layer) {
-    if (layer) layer->has_state = 0;
+    if (layer) layer->st.has_state = 0;
 }
 
 tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer) {
-    if (null_arg("tg_time_rnn_dh", "layer", layer)) return NULL;
-    if (layer->last < 0) {
-        tg__fail(TG_ESTATE, "tg_time_rnn_dh: no forward has run: there is no initial state to differentiate");
-        return NULL;
-    }
-    h0_leaf *l = &layer->leaves[layer->last];
-    memcpy(tg_tensor_data(l->dh), tg_tensor_grad(l->zero),
-           (size_t)tg_tensor_numel(l->dh) * tg__dsize(layer->dtype));
-    return l->dh;
+    if (tg__null_arg("tg_time_rnn_dh", "layer", layer)) return NULL;
+    return tg__rstate_grad(&layer->st, "tg_time_rnn_dh", 0);
 }
