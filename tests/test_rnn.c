@@ -275,33 +275,7 @@ static void case_free(rnn_case *k) {
 
 static const char *const IN_NAMES[] = {"xs", "Wx", "Wh", "b"};
 
-/* The three-way check, twice.
- * Full mode compares every Jacobian element, tape against reference and against central differences,
- * within |a - n| <= 1e-8 + 1e-6 |n|: a relative error of 1e-6 wherever the element is not tiny. A
- * pure relative bound cannot hold for every element: central differences with eps = 1e-6 carry an
- * absolute error near 1e-10, and a T-step Jacobian has elements of 1e-5 and smaller (d h_T / d x_1
- * shrinks with each step), whose relative error is then 1e-5.
- * Fast mode compares random projections v^T J u, one number per input that sums many elements, so
- * its relative error measures the gradient rather than roundoff of a near-zero element: there the
- * worst relative error must be <= 1e-6 against numeric, over several draws of u and v.
- * Against the reference, both modes must agree to a relative 1e-10 everywhere. */
-static void check3(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *in, int n, const char *label) {
-    tg_gradcheck_opts o = tg_gradcheck_defaults();
-    o.atol = 1e-8, o.rtol = 1e-6;
-    tg_gradcheck_report vr, vn;
-    int ok = tg_gradcheck_ref(f, ref, ctx, in, n, &o, &vr, &vn);
-    cr_expect(ok, "%s, full mode\n vs ref: %s\n vs numeric: %s", label, vr.message, vn.message);
-    cr_expect_leq(vr.max_rel_err, 1e-10, "%s, full mode vs reference: %s", label, vr.message);
-    o.fast = 1, o.atol = 0;
-    for (uint64_t seed = 1; seed <= 4; seed++) {
-        o.seed = seed;
-        ok = tg_gradcheck_ref(f, ref, ctx, in, n, &o, &vr, &vn);
-        cr_expect(ok, "%s, fast mode seed %llu\n vs ref: %s\n vs numeric: %s", label,
-                  (unsigned long long)seed, vr.message, vn.message);
-        cr_expect_leq(vn.max_rel_err, 1e-6, "%s, fast mode vs numeric: %s", label, vn.message);
-        cr_expect_leq(vr.max_rel_err, 1e-10, "%s, fast mode vs reference: %s", label, vr.message);
-    }
-}
+/* The three-way check (tape, reference, finite differences) is tt_check3 (tg_testutil.h). */
 
 static void three_way(int64_t N, int64_t T, int64_t D, int64_t H, int with_h0) {
     rnn_case k;
@@ -309,7 +283,7 @@ static void three_way(int64_t N, int64_t T, int64_t D, int64_t H, int with_h0) {
     char label[96];
     snprintf(label, sizeof label, "TimeRNN N=%lld T=%lld D=%lld H=%lld h0=%s", (long long)N, (long long)T,
              (long long)D, (long long)H, with_h0 ? "set_state" : "zeros");
-    check3(f_time_rnn, ref_time_rnn, &k.ctx, k.in, 4, label);
+    tt_check3(f_time_rnn, ref_time_rnn, &k.ctx, k.in, 4, label);
     case_free(&k);
 }
 
@@ -350,7 +324,7 @@ static void cell_three_way(int64_t N, int64_t D, int64_t H) {
                         TT_RAND(TG_F64, 1, 4, H, H), TT_RAND(TG_F64, 1, 5, H)};
     char label[64];
     snprintf(label, sizeof label, "cell N=%lld D=%lld H=%lld", (long long)N, (long long)D, (long long)H);
-    check3(f_cell, ref_cell, NULL, in, 5, label);
+    tt_check3(f_cell, ref_cell, NULL, in, 5, label);
     for (int i = 0; i < 5; i++) tg_tensor_free(in[i]);
 }
 
@@ -381,7 +355,7 @@ Test(rnn_time, reference_dh0_three_way) {
     tg_tensor *in[5] = {TT_RAND(TG_F64, 1, 11, 2, 4, 3), TT_RAND(TG_F64, 1, 12, 2, 5),
                         TT_RAND(TG_F64, 1, 13, 3, 5), TT_RAND(TG_F64, 1, 14, 5, 5),
                         TT_RAND(TG_F64, 1, 15, 5)};
-    check3(f_chain, ref_chain, NULL, in, 5, "cells chained by hand, h0 an input");
+    tt_check3(f_chain, ref_chain, NULL, in, 5, "cells chained by hand, h0 an input");
     for (int i = 0; i < 5; i++) tg_tensor_free(in[i]);
 }
 
