@@ -111,12 +111,14 @@ typedef struct tg_time_gru tg_time_gru;
 /* A GRU unrolled over T steps: as tg_time_lstm_new, with Wx (D,3H), Wh (H,3H), b (3H,) and h alone
    for the state. */
 tg_time_gru *tg_time_gru_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
+/* Frees the layer, its state and its leaves (never the borrowed weights). NULL is ignored. */
 void tg_time_gru_free(tg_time_gru *layer);
 /* xs (N,T,D) -> hs (N,T,H), as tg_time_lstm_forward: an add for h0 when a state is set, one linear,
    Wh's two slices once per forward, per step a select and the cell's recurrent ops, one stack. */
 tg_tensor *tg_time_gru_forward(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs);
 /* Copies h (N,H) as the initial state, as tg_time_lstm_set_state without c. */
 tg_status tg_time_gru_set_state(tg_time_gru *layer, const tg_tensor *h);
+/* Forgets the state: the next forward starts from zeros. NULL is ignored. */
 void tg_time_gru_reset_state(tg_time_gru *layer);
 /* (N,H): dL/dh0 of the last forward, as tg_time_lstm_dh. */
 tg_tensor *tg_time_gru_dh(tg_time_gru *layer);
