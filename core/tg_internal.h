@@ -168,6 +168,11 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
 
+/* A buffer of at least bytes kept with the list until tg_params_free (core/train.c): the packed
+   gradients of tg_mpi_allreduce_grads. NULL on TG_ENOMEM (no message). */
+typedef struct tg_params tg_params;
+void *tg__params_scratch(tg_params *params, size_t bytes);
+
 /* tape (core/tape.c) */
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* A new output of the tape: data from the arena (zeroed when zero is set). NULL on TG_ENOMEM. */

@@ -16,6 +16,8 @@ struct tg_params {
     char **names;
     tg_tensor **ts;
     int users; /* optimizers alive on the list: their state is sized to it, so it may not grow */
+    void *scratch; /* tg__params_scratch's buffer, kept so that a warm training step allocates nothing */
+    size_t scratch_bytes;
 };
 
 struct tg_optim {
@@ -75,8 +77,20 @@ tg_params *tg_params_new(void) {
     return ps;
 }
 
+void *tg__params_scratch(tg_params *ps, size_t bytes) {
+    if (ps->scratch_bytes < bytes) {
+        void *p = tg__malloc(bytes);
+        if (!p) return NULL;
+        tg__free(ps->scratch);
+        ps->scratch = p;
+        ps->scratch_bytes = bytes;
+    }
+    return ps->scratch;
+}
+
 void tg_params_free(tg_params *ps) {
     if (!ps) return;
+    tg__free(ps->scratch);
     for (int i = 0; i < ps->n; i++) tg__free(ps->names[i]);
     tg__free(ps->names);
     tg__free(ps->ts);
