@@ -8,80 +8,16 @@
 #include <unistd.h>
 #include "tg_testutil.h"
 
-static char dir[32];
+static void setup(void) { tt_dir_make("tg_train"); }
 
-static void setup(void) {
-    strcpy(dir, "/tmp/tg_train_XXXXXX");
-    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    if (d) closedir(d);
-    rmdir(dir);
-    tg__alloc_fail_at(0);
-    tg__io_fail_write_at(0);
-}
-
-TestSuite(train, .init = setup, .fini = teardown);
-
-/* A path in the test's directory, one buffer per name: it stays valid through the test. */
-static const char *in_dir(const char *name) {
-    static char names[32][64], paths[32][512];
-    static int n;
-    int i = 0;
-    while (i < n && strcmp(names[i], name)) i++;
-    if (i == n) {
-        cr_assert_lt(n, 32);
-        snprintf(names[n], sizeof names[n], "%s", name);
-        n++;
-    }
-    snprintf(paths[i], sizeof paths[i], "%s/%s", dir, name); /* dir is per test: renew it */
-    return paths[i];
-}
-
-/* The whole file, malloc'ed. */
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "fopen %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    *n = fread(p, 1, (size_t)len, f);
-    fclose(f);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "fopen %s: %s", path, strerror(errno));
-    cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-}
+TestSuite(train, .init = setup, .fini = tt_dir_remove);
 
 static int same_file(const char *a, const char *b) {
     size_t na, nb;
-    unsigned char *pa = read_bytes(a, &na), *pb = read_bytes(b, &nb);
+    unsigned char *pa = tt_read_file(a, &na), *pb = tt_read_file(b, &nb);
     int same = na == nb && !memcmp(pa, pb, na);
     free(pa), free(pb);
     return same;
-}
-
-static int temp_files(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp") != NULL;
-    closedir(d);
-    return n;
 }
 
 static size_t nbytes(tg_tensor *t) { return (size_t)tg_tensor_numel(t) * (tg_tensor_dtype(t) == TG_F32 ? 4 : 8); }
@@ -609,7 +545,7 @@ static void check_resume(tg_dtype dt, int which, int k, int n) {
     ob = tg_optim_new(b.ps, &od);
     cr_assert(oa && ob, "%s", tg_last_error());
     train(&a, oa, oo.lr, 1, 0, k);
-    const char *ck = in_dir("ck.safetensors");
+    const char *ck = tt_in_dir("ck.safetensors");
     cr_assert_eq(tg_checkpoint_save(ck, a.ps, oa), TG_OK, "%s", tg_last_error());
     train(&a, oa, oo.lr, 1, k, n);
     cr_assert_eq(tg_checkpoint_load(ck, b.ps, ob), TG_OK, "%s", tg_last_error());
@@ -617,9 +553,9 @@ static void check_resume(tg_dtype dt, int which, int k, int n) {
     for (int i = 0; i < NP; i++)
         cr_expect(!memcmp(tg_tensor_data(a.p[i]), tg_tensor_data(b.p[i]), nbytes(a.p[i])),
                   "kind %d, resumed after %d of %d steps: %s differs", which, k, n, pnames[i]);
-    cr_assert_eq(tg_checkpoint_save(in_dir("a.safetensors"), a.ps, oa), TG_OK);
-    cr_assert_eq(tg_checkpoint_save(in_dir("b.safetensors"), b.ps, ob), TG_OK);
-    cr_expect(same_file(in_dir("a.safetensors"), in_dir("b.safetensors")),
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("a.safetensors"), a.ps, oa), TG_OK);
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("b.safetensors"), b.ps, ob), TG_OK);
+    cr_expect(same_file(tt_in_dir("a.safetensors"), tt_in_dir("b.safetensors")),
               "kind %d, k %d: the final checkpoints differ", which, k);
     tg_optim_free(oa), tg_optim_free(ob);
     problem_free(&a), problem_free(&b);
@@ -639,7 +575,7 @@ Test(train, checkpoint_layout) {
     tg_optim_opts oo = ck_opts(1);
     tg_optim *o = tg_optim_new(pr.ps, &oo);
     train(&pr, o, 0, 0, 0, 4);
-    const char *p = in_dir("ck.safetensors");
+    const char *p = tt_in_dir("ck.safetensors");
     cr_assert_eq(tg_checkpoint_save(p, pr.ps, o), TG_OK, "%s", tg_last_error());
     char **names, **kv;
     tg_tensor **ts;
@@ -745,9 +681,9 @@ static void trained_init(trained *t, int which) {
     t->o = tg_optim_new(t->pr.ps, &oo);
     cr_assert(t->o);
     train(&t->pr, t->o, oo.lr, 1, 0, 4);
-    cr_assert_eq(tg_checkpoint_save(in_dir("good.safetensors"), t->pr.ps, t->o), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("good.safetensors"), t->pr.ps, t->o), TG_OK, "%s", tg_last_error());
     train(&t->pr, t->o, oo.lr, 1, 4, 6);
-    cr_assert_eq(tg_checkpoint_save(in_dir("before.safetensors"), t->pr.ps, t->o), TG_OK);
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("before.safetensors"), t->pr.ps, t->o), TG_OK);
 }
 
 static void trained_free(trained *t) {
@@ -760,8 +696,8 @@ static void expect_unchanged(trained *t, const char *what) {
     tg_status st = tg_last_status();
     char msg[512];
     snprintf(msg, sizeof msg, "%s", tg_last_error());
-    cr_assert_eq(tg_checkpoint_save(in_dir("after.safetensors"), t->pr.ps, t->o), TG_OK, "%s", tg_last_error());
-    cr_expect(same_file(in_dir("before.safetensors"), in_dir("after.safetensors")), "%s: a failed load changed things",
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("after.safetensors"), t->pr.ps, t->o), TG_OK, "%s", tg_last_error());
+    cr_expect(same_file(tt_in_dir("before.safetensors"), tt_in_dir("after.safetensors")), "%s: a failed load changed things",
               what);
     tg__fail(st, "%s", msg); /* the load's error, for the caller's tt_expect_error */
 }
@@ -807,9 +743,9 @@ Test(train, damaged_or_mismatched_checkpoints_are_refused_and_change_nothing) {
         {"bad nesterov", {.key = "optim.nesterov", .value = "yes"}, "optim.nesterov is \"yes\", want \"0\" or \"1\""},
         {"nesterov without momentum", {.key = "optim.nesterov", .value = "1"}, "optim.nesterov is on with momentum 0"},
     };
-    const char *bad = in_dir("bad.safetensors");
+    const char *bad = tt_in_dir("bad.safetensors");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        rewrite(in_dir("good.safetensors"), bad, &cases[c].e);
+        rewrite(tt_in_dir("good.safetensors"), bad, &cases[c].e);
         tg_clear_error();
         cr_expect_eq(tg_checkpoint_load(bad, t.pr.ps, t.o), TG_EFORMAT, "%s", cases[c].what);
         expect_unchanged(&t, cases[c].what);
@@ -817,7 +753,7 @@ Test(train, damaged_or_mismatched_checkpoints_are_refused_and_change_nothing) {
         tt_expect_error(TG_EFORMAT, cases[c].needle);
     }
     /* the file is good: the rewrite itself changes nothing */
-    rewrite(in_dir("good.safetensors"), bad, &(edit){0});
+    rewrite(tt_in_dir("good.safetensors"), bad, &(edit){0});
     cr_expect_eq(tg_checkpoint_load(bad, t.pr.ps, t.o), TG_OK, "%s", tg_last_error());
     trained_free(&t);
 }
@@ -827,8 +763,8 @@ Test(train, truncated_and_corrupted_checkpoints_are_refused) {
     trained t;
     trained_init(&t, 2);
     size_t n;
-    unsigned char *b = read_bytes(in_dir("good.safetensors"), &n);
-    const char *bad = in_dir("bad.safetensors");
+    unsigned char *b = tt_read_file(tt_in_dir("good.safetensors"), &n);
+    const char *bad = tt_in_dir("bad.safetensors");
     static const struct {
         size_t keep; /* bytes kept from the end: n - cut */
         int flip;
@@ -841,10 +777,10 @@ Test(train, truncated_and_corrupted_checkpoints_are_refused) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         if (cases[c].flip) {
             b[n - 1] ^= 0x40;
-            write_bytes(bad, b, n);
+            tt_write_file(bad, b, n);
             b[n - 1] ^= 0x40;
         } else {
-            write_bytes(bad, b, n - cases[c].keep);
+            tt_write_file(bad, b, n - cases[c].keep);
         }
         tg_clear_error();
         cr_expect_eq(tg_checkpoint_load(bad, t.pr.ps, t.o), TG_EFORMAT, "case %zu", c);
@@ -853,15 +789,15 @@ Test(train, truncated_and_corrupted_checkpoints_are_refused) {
         tt_expect_error(TG_EFORMAT, cases[c].needle);
     }
     /* the header cut short; then not a safetensors file at all */
-    write_bytes(bad, b, 40);
+    tt_write_file(bad, b, 40);
     cr_expect_eq(tg_checkpoint_load(bad, t.pr.ps, t.o), TG_EFORMAT);
     expect_unchanged(&t, "cut header");
     tt_expect_error(TG_EFORMAT, "runs past the end of the file");
-    write_bytes(bad, "PK\3\4garbage garbage garbage", 27);
+    tt_write_file(bad, "PK\3\4garbage garbage garbage", 27);
     cr_expect_eq(tg_checkpoint_load(bad, t.pr.ps, t.o), TG_EFORMAT);
     expect_unchanged(&t, "garbage");
     tt_expect_error(TG_EFORMAT, "tg_checkpoint_load: ");
-    cr_expect_eq(tg_checkpoint_load(in_dir("nothing.safetensors"), t.pr.ps, t.o), TG_EIO);
+    cr_expect_eq(tg_checkpoint_load(tt_in_dir("nothing.safetensors"), t.pr.ps, t.o), TG_EIO);
     tt_expect_error(TG_EIO, "cannot open");
     free(b);
     trained_free(&t);
@@ -875,7 +811,7 @@ Test(train, checkpoint_of_another_kind_is_refused) {
     problem_init(&s, TG_F64, 9);
     tg_optim_opts so = ck_opts(2); /* adamw */
     tg_optim *o = tg_optim_new(s.ps, &so);
-    const char *p = in_dir("adamw.safetensors");
+    const char *p = tt_in_dir("adamw.safetensors");
     cr_assert_eq(tg_checkpoint_save(p, s.ps, o), TG_OK);
     cr_expect_eq(tg_checkpoint_load(p, t.pr.ps, t.o), TG_EFORMAT);
     expect_unchanged(&t, "adamw into adam");
@@ -896,8 +832,8 @@ Test(train, parameters_only_load) {
     trained_init(&t, 0);
     problem q;
     problem_init(&q, TG_F64, 11);
-    const char *bad = in_dir("bad.safetensors");
-    rewrite(in_dir("good.safetensors"), bad, &(edit){.key = "optim.step.W", .value = "garbage"});
+    const char *bad = tt_in_dir("bad.safetensors");
+    rewrite(tt_in_dir("good.safetensors"), bad, &(edit){.key = "optim.step.W", .value = "garbage"});
     cr_assert_eq(tg_checkpoint_load(bad, q.ps, NULL), TG_OK, "%s", tg_last_error());
     char **names;
     tg_tensor **ts;
@@ -909,11 +845,11 @@ Test(train, parameters_only_load) {
     }
     tg_safetensors_free(names, ts, n);
     /* state of a parameter the list lacks is still an extra name */
-    rewrite(in_dir("good.safetensors"), bad, &(edit){.add_name = "z.sgd_momentum", .add = 1});
+    rewrite(tt_in_dir("good.safetensors"), bad, &(edit){.add_name = "z.sgd_momentum", .add = 1});
     cr_expect_eq(tg_checkpoint_load(bad, q.ps, NULL), TG_EFORMAT);
     tt_expect_error(TG_EFORMAT,
                     "tensor \"z.sgd_momentum\" is neither a parameter of the list nor state of an optimizer");
-    rewrite(in_dir("good.safetensors"), bad, &(edit){.drop = "W"});
+    rewrite(tt_in_dir("good.safetensors"), bad, &(edit){.drop = "W"});
     cr_expect_eq(tg_checkpoint_load(bad, q.ps, NULL), TG_EFORMAT);
     tt_expect_error(TG_EFORMAT, "parameter \"W\" is missing");
     problem_free(&q);
@@ -926,7 +862,7 @@ Test(train, checkpoint_bad_arguments) {
     problem_init(&b, TG_F64, 2);
     tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_ADAM);
     tg_optim *ob = tg_optim_new(b.ps, &oo);
-    const char *p = in_dir("ck.safetensors");
+    const char *p = tt_in_dir("ck.safetensors");
     tg_clear_error();
     cr_expect_eq(tg_checkpoint_save(NULL, a.ps, NULL), TG_EINVAL);
     tt_expect_error(TG_EINVAL, "tg_checkpoint_save: path is NULL");
@@ -950,9 +886,9 @@ Test(train, checkpoint_bad_arguments) {
 Test(train, failed_checkpoint_write_keeps_the_old_file) {
     trained t;
     trained_init(&t, 0);
-    const char *p = in_dir("good.safetensors");
+    const char *p = tt_in_dir("good.safetensors");
     size_t n0;
-    unsigned char *old = read_bytes(p, &n0);
+    unsigned char *old = tt_read_file(p, &n0);
     int k = 1;
     for (;; k++) {
         cr_assert_lt(k, 100);
@@ -963,14 +899,14 @@ Test(train, failed_checkpoint_write_keeps_the_old_file) {
         if (st == TG_OK) break;
         cr_expect(strstr(tg_last_error(), p), "k=%d: %s", k, tg_last_error());
         tt_expect_error(TG_EIO, "tg_checkpoint_save: cannot write");
-        cr_expect_eq(temp_files(), 0, "k=%d: a temporary file is left", k);
+        cr_expect_eq(tt_temp_files(), 0, "k=%d: a temporary file is left", k);
         size_t n;
-        unsigned char *now = read_bytes(p, &n);
+        unsigned char *now = tt_read_file(p, &n);
         cr_expect(n == n0 && !memcmp(now, old, n), "k=%d: the old file changed", k);
         free(now);
     }
     cr_expect_eq(k, 12, "%d write steps", k - 1); /* header, 6 tensors, flush, fsync, close, rename */
-    cr_expect(same_file(p, in_dir("before.safetensors")));
+    cr_expect(same_file(p, tt_in_dir("before.safetensors")));
     free(old);
     trained_free(&t);
 }
@@ -1037,18 +973,18 @@ Test(train, optim_new_and_step_out_of_memory) {
 Test(train, checkpoint_save_out_of_memory) {
     trained t;
     trained_init(&t, 1);
-    const char *p = in_dir("good.safetensors");
+    const char *p = tt_in_dir("good.safetensors");
     size_t n0;
-    unsigned char *old = read_bytes(p, &n0);
+    unsigned char *old = tt_read_file(p, &n0);
     ALLOC_LOOP("checkpoint_save", k, tg_checkpoint_save(p, t.pr.ps, t.o) != TG_OK, {
-        cr_expect_eq(temp_files(), 0);
+        cr_expect_eq(tt_temp_files(), 0);
         size_t n;
-        unsigned char *now = read_bytes(p, &n);
+        unsigned char *now = tt_read_file(p, &n);
         cr_expect(n == n0 && !memcmp(now, old, n), "k=%d: the old file changed", k);
         free(now);
     });
     free(old);
-    cr_expect(same_file(p, in_dir("before.safetensors")));
+    cr_expect(same_file(p, tt_in_dir("before.safetensors")));
     ALLOC_LOOP("checkpoint_save without optim", k, tg_checkpoint_save(p, t.pr.ps, NULL) != TG_OK, (void)0);
     trained_free(&t);
 }
@@ -1056,21 +992,21 @@ Test(train, checkpoint_save_out_of_memory) {
 Test(train, checkpoint_load_out_of_memory) {
     trained t;
     trained_init(&t, 1);
-    const char *p = in_dir("good.safetensors");
+    const char *p = tt_in_dir("good.safetensors");
     ALLOC_LOOP("checkpoint_load", k, tg_checkpoint_load(p, t.pr.ps, t.o) != TG_OK, expect_unchanged(&t, "ENOMEM"));
-    cr_assert_eq(tg_checkpoint_save(in_dir("after.safetensors"), t.pr.ps, t.o), TG_OK);
-    cr_expect(same_file(p, in_dir("after.safetensors")), "the load did not take");
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("after.safetensors"), t.pr.ps, t.o), TG_OK);
+    cr_expect(same_file(p, tt_in_dir("after.safetensors")), "the load did not take");
     trained_free(&t);
     /* SGD with momentum into an optimizer made without: the buffers are made during the load */
     trained_init(&t, 0);
     tg_optim_free(t.o);
     tg_optim_opts so = tg_optim_defaults(TG_OPTIM_SGD);
     t.o = tg_optim_new(t.pr.ps, &so);
-    cr_assert_eq(tg_checkpoint_save(in_dir("before.safetensors"), t.pr.ps, t.o), TG_OK);
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("before.safetensors"), t.pr.ps, t.o), TG_OK);
     ALLOC_LOOP("checkpoint_load, new buffers", k, tg_checkpoint_load(p, t.pr.ps, t.o) != TG_OK,
                expect_unchanged(&t, "ENOMEM, new buffers"));
-    cr_assert_eq(tg_checkpoint_save(in_dir("after.safetensors"), t.pr.ps, t.o), TG_OK);
-    cr_expect(same_file(p, in_dir("after.safetensors")), "the momentum load did not take");
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("after.safetensors"), t.pr.ps, t.o), TG_OK);
+    cr_expect(same_file(p, tt_in_dir("after.safetensors")), "the momentum load did not take");
     ALLOC_LOOP("checkpoint_load without optim", k, tg_checkpoint_load(p, t.pr.ps, NULL) != TG_OK, (void)0);
     trained_free(&t);
 }
@@ -1090,12 +1026,12 @@ Test(train, long_names_round_trip) {
     tg_tape *tape = tg_tape_new();
     cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_mul(tape, w, w)), NULL), TG_OK);
     cr_assert_eq(tg_optim_step(o), TG_OK);
-    const char *p = in_dir("long.safetensors");
+    const char *p = tt_in_dir("long.safetensors");
     cr_assert_eq(tg_checkpoint_save(p, ps, o), TG_OK, "%s", tg_last_error());
     ALLOC_LOOP("long names", k, tg_checkpoint_load(p, qs, q) != TG_OK, (void)0);
     cr_expect(!memcmp(tg_tensor_data(w), tg_tensor_data(v), 4 * sizeof(double)));
-    cr_assert_eq(tg_checkpoint_save(in_dir("long2.safetensors"), qs, q), TG_OK);
-    cr_expect(same_file(p, in_dir("long2.safetensors")));
+    cr_assert_eq(tg_checkpoint_save(tt_in_dir("long2.safetensors"), qs, q), TG_OK);
+    cr_expect(same_file(p, tt_in_dir("long2.safetensors")));
     tg_tape_free(tape);
     tg_optim_free(o), tg_optim_free(q);
     tg_params_free(ps), tg_params_free(qs);
@@ -1105,7 +1041,7 @@ Test(train, long_names_round_trip) {
 /* The internal metadata-capable writer refuses what would break the format's checksums or its strings. */
 Test(train, metadata_writer_refuses_bad_pairs) {
     tg_tensor *t = TT_RAND(TG_F64, 0, 1, 2);
-    const char *name = "t", *p = in_dir("m.safetensors");
+    const char *name = "t", *p = tt_in_dir("m.safetensors");
     tg_clear_error();
     cr_expect_eq(tg__save_safetensors_meta("fn", p, &name, &t, 1, (const char *const[]){"xxh3:t", "0"}, 1),
                  TG_EINVAL);
