@@ -569,8 +569,38 @@ static tg_status st_check_hash(const char *fn, const char *path, const cJSON *me
     return TG_OK;
 }
 
+/* A tg__malloc'ed copy of s, NULL when out of memory. */
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = tg__malloc(n);
+    return p ? memcpy(p, s, n) : NULL;
+}
+
+/* The __metadata__ entries other than the checksums, as key, value, key, value, ... */
+static tg_status st_meta_pairs(const char *fn, const char *path, const cJSON *meta, char ***out, int *n_out) {
+    int n = 0;
+    for (const cJSON *m = meta ? meta->child : NULL; m; m = m->next) n += strncmp(m->string, "xxh3:", 5) != 0;
+    char **kv = n ? tg__calloc((size_t)n * 2 * sizeof *kv) : NULL;
+    if (n && !kv) return tg__fail(TG_ENOMEM, "%s: %s: out of memory for %d metadata entries", fn, path, n);
+    int k = 0;
+    for (const cJSON *m = meta ? meta->child : NULL; m; m = m->next) {
+        if (!strncmp(m->string, "xxh3:", 5)) continue;
+        kv[k] = dup_str(m->string);
+        kv[k + 1] = kv[k] ? dup_str(m->valuestring) : NULL;
+        k += 2;
+        if (!kv[k - 1]) {
+            tg_safetensors_free(kv, NULL, k);
+            return tg__fail(TG_ENOMEM, "%s: %s: out of memory for the metadata", fn, path);
+        }
+    }
+    *out = kv;
+    *n_out = n;
+    return TG_OK;
+}
+
 static tg_status st_parse(const char *fn, const char *path, const unsigned char *buf, size_t len,
-                          char ***names_out, tg_tensor ***tensors_out, int *n_out) {
+                          char ***names_out, tg_tensor ***tensors_out, int *n_out, char ***meta_out,
+                          int *n_meta_out) {
     char snip[SNIP];
     if (len < 8) return bad(fn, path, "truncated, %zu bytes end inside the 8-byte header length", len);
     uint64_t hlen = 0;
@@ -635,6 +665,7 @@ static tg_status st_parse(const char *fn, const char *path, const unsigned char 
         st = ts[i] ? st_check_hash(fn, path, meta, names[i], ts[i]) : restate(fn, path);
     }
     tg__free(e);
+    if (!st && meta_out) st = st_meta_pairs(fn, path, meta, meta_out, n_meta_out);
     cJSON_Delete(root);
     if (st) {
         tg_safetensors_free(names, ts, n);
@@ -646,11 +677,13 @@ static tg_status st_parse(const char *fn, const char *path, const unsigned char 
     return TG_OK;
 }
 
-tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***tensors_out, int *n_out) {
-    static const char fn[] = "tg_load_safetensors";
+tg_status tg__load_safetensors_meta(const char *fn, const char *path, char ***names_out, tg_tensor ***tensors_out,
+                                    int *n_out, char ***meta_out, int *n_meta_out) {
     if (names_out) *names_out = NULL;
     if (tensors_out) *tensors_out = NULL;
     if (n_out) *n_out = 0;
+    if (meta_out) *meta_out = NULL;
+    if (n_meta_out) *n_meta_out = 0;
     if (!path || !names_out || !tensors_out || !n_out)
         return tg__null(fn, !path          ? "path"
                             : !names_out   ? "names_out"
@@ -660,9 +693,13 @@ tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***
     size_t len;
     tg_status st = read_file(fn, path, &buf, &len);
     if (st) return st;
-    st = st_parse(fn, path, buf, len, names_out, tensors_out, n_out);
+    st = st_parse(fn, path, buf, len, names_out, tensors_out, n_out, n_meta_out ? meta_out : NULL, n_meta_out);
     tg__free(buf);
     return st;
+}
+
+tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***tensors_out, int *n_out) {
+    return tg__load_safetensors_meta("tg_load_safetensors", path, names_out, tensors_out, n_out, NULL, NULL);
 }
 
 void tg_safetensors_free(char **names, tg_tensor **tensors, int n) {
@@ -691,12 +728,13 @@ static int add_ints(cJSON *obj, const char *key, const int64_t *v, int n) {
    in the caller's order, which is also the data order, into *out (free with cJSON_free). Only an
    allocation can fail, in building the tree or in printing it; the message says which. */
 static tg_status st_header_json(const char *fn, const char *const *names, tg_tensor *const *tensors, int n,
-                                char **out) {
+                                const char *const *kv, int n_meta, char **out) {
     *out = NULL;
     call_once(&cjson_once, cjson_hooks);
     cJSON *root = cJSON_CreateObject(), *meta = NULL;
     int ok = root != NULL;
-    if (ok && n) ok = (meta = cJSON_AddObjectToObject(root, "__metadata__")) != NULL;
+    if (ok && n + n_meta) ok = (meta = cJSON_AddObjectToObject(root, "__metadata__")) != NULL;
+    for (int i = 0; ok && i < n_meta; i++) ok = cJSON_AddStringToObject(meta, kv[2 * i], kv[2 * i + 1]) != NULL;
     size_t longest = 0;
     for (int i = 0; i < n; i++)
         if (strlen(names[i]) > longest) longest = strlen(names[i]);
@@ -731,8 +769,8 @@ static tg_status st_header_json(const char *fn, const char *const *names, tg_ten
     return tg__fail(TG_EINVAL, "%s: cJSON could not print the header of %d tensors", fn, n);
 }
 
-tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors, int n) {
-    static const char fn[] = "tg_save_safetensors";
+tg_status tg__save_safetensors_meta(const char *fn, const char *path, const char *const *names,
+                                    tg_tensor *const *tensors, int n, const char *const *meta, int n_meta) {
     if (!path || (n > 0 && (!names || !tensors)))
         return tg__null(fn, !path ? "path" : !names ? "names" : "tensors");
     if (n < 0) return tg__fail(TG_EINVAL, "%s: n is %d", fn, n);
@@ -746,8 +784,14 @@ tg_status tg_save_safetensors(const char *path, const char *const *names, tg_ten
             if (!strcmp(names[i], names[j]))
                 return tg__fail(TG_EINVAL, "%s: names[%d] and names[%d] are both \"%s\"", fn, j, i, names[i]);
     }
+    for (int i = 0; i < n_meta; i++) {
+        if (!meta[2 * i] || !meta[2 * i + 1]) return null_elem(fn, "meta", 2 * i + !!meta[2 * i]);
+        if (!strncmp(meta[2 * i], "xxh3:", 5))
+            return tg__fail(TG_EINVAL, "%s: metadata key \"%s\" starts with \"xxh3:\", which checksums use", fn,
+                            meta[2 * i]);
+    }
     char *json;
-    tg_status st = st_header_json(fn, names, tensors, n, &json);
+    tg_status st = st_header_json(fn, names, tensors, n, meta, n_meta, &json);
     if (st) return st;
     /* Spaces pad the header to a multiple of 8 bytes, so the data is 8-byte aligned, as the package does. */
     size_t jl = strlen(json), hl = (jl + 7) / 8 * 8;
@@ -769,4 +813,8 @@ tg_status tg_save_safetensors(const char *path, const char *const *names, tg_ten
     tg__free(c);
     tg__free(head);
     return st;
+}
+
+tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors, int n) {
+    return tg__save_safetensors_meta("tg_save_safetensors", path, names, tensors, n, NULL, 0);
 }

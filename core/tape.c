@@ -301,6 +301,7 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
 /* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena. */
 static void *grad_buffer(tg_tape *tape, tg_tensor *t) {
     if (!(t->flags & TG__NEEDS)) return NULL;
+    if (t->flags & TG__PARAM) t->flags |= TG__GRADDED;
     if (!t->grad) t->grad = tg__arena_alloc(tape, (size_t)t->numel * tg__dsize(t->dtype), 1);
     return t->grad;
 }

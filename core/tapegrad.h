@@ -17,7 +17,8 @@
  *
  * Memory model: leaves are the caller's; op outputs are the tape's, freed all at once by
  * tg_tape_reset or tg_tape_free. Headers: tg_error.h (status), tg_tensor.h, tg_rng.h, tg_tape.h,
- * tg_ops.h, tg_gradcheck.h, tg_io.h, tg_rnn.h, tg_lstm.h.
+ * tg_ops.h, tg_gradcheck.h, tg_io.h, tg_train.h (parameter lists, optimizers, checkpoints), tg_rnn.h,
+ * tg_lstm.h.
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
@@ -29,6 +30,7 @@
 #include "tg_ops.h"
 #include "tg_gradcheck.h"
 #include "tg_io.h"
+#include "tg_train.h"
 #include "tg_rnn.h"
 #include "tg_lstm.h"
 

@@ -12,6 +12,9 @@
 #define TG__PARAM 2u  /* has a gradient of its own, accumulated across backward passes */
 #define TG__NEEDS 4u  /* backward writes a gradient for it (params, and outputs depending on one) */
 #define TG__RETAIN 8u /* tg_retain_grad: keep the gradient after backward */
+/* A parameter whose gradient some backward has written (set once, never cleared, tg_zero_grad
+   included): an optimizer skips the others, as torch.optim skips a parameter whose grad is None. */
+#define TG__GRADDED 16u
 
 struct tg_tensor {
     tg_dtype dtype;
@@ -129,6 +132,15 @@ int tg__alloc_failed(int reset);
 /* file IO (core/io.c): a test build makes the k-th low-level write step of a save (write, flush, fsync,
    close, rename) fail with EIO (0: never), to prove a failed save leaves the old file and no temp file. */
 void tg__io_fail_write_at(int64_t k);
+/* safetensors with __metadata__ entries of the caller's besides the checksums (checkpoints): meta holds
+   n_meta pairs as 2 * n_meta strings, key, value, key, value, ...; a key may not start with "xxh3:".
+   fn names the caller in messages. tg_save_safetensors and tg_load_safetensors are these without pairs. */
+tg_status tg__save_safetensors_meta(const char *fn, const char *path, const char *const *names,
+                                    tg_tensor *const *tensors, int n, const char *const *meta, int n_meta);
+/* Also hands out the pairs found (checksums left out), freed with tg_safetensors_free(*meta_out, NULL,
+   2 * *n_meta_out); meta_out and n_meta_out may be NULL when they are not wanted. */
+tg_status tg__load_safetensors_meta(const char *fn, const char *path, char ***names_out, tg_tensor ***tensors_out,
+                                    int *n_out, char ***meta_out, int *n_meta_out);
 
 /* Bytes per element: 4 for f32, 8 for f64 and i64. */
 static inline size_t tg__dsize(tg_dtype dtype) { return dtype == TG_F32 ? sizeof(float) : sizeof(double); }
@@ -155,6 +167,11 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
 /* C = op(A) op(B) + beta C, row-major (ops/matmul.c); ta, tb transpose A, B. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+
+/* A buffer of at least bytes kept with the list until tg_params_free (core/train.c): the packed
+   gradients of tg_mpi_allreduce_grads. NULL on TG_ENOMEM (no message). */
+typedef struct tg_params tg_params;
+void *tg__params_scratch(tg_params *params, size_t bytes);
 
 /* tape (core/tape.c) */
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);

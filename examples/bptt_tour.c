@@ -3,8 +3,8 @@
  *     bptt_tour [DIR] [--epochs N] [--save FILE] [--resume FILE]
  *
  * DIR (default ".") receives the files the tour writes: bptt_tape.dot (and .png when Graphviz's `dot`
- * is installed), grad_flow.csv (and grad_flow.png when gnuplot is). --save writes the trained
- * parameters of part (e), with the number of epochs done, to a safetensors file; --resume continues
+ * is installed), grad_flow.csv (and grad_flow.png when gnuplot is). --save writes a checkpoint of
+ * part (e) (tg_checkpoint_save: the parameters and SGD's state, step count included); --resume continues
  * part (e) from such a file, up to --epochs (default 40) in all, exactly as if it had never stopped.
  *
  * The model is the RNN of the seed notebook (../shared/seed/), with its conventions:
@@ -18,7 +18,8 @@
  *   (c) What the tape recorded for a T = 3 TimeRNN, as text and as a Graphviz drawing.
  *   (d) Gradient flow: how |dL/dh_t| changes as the gradient travels back over 60 steps, when Wh
  *       has spectral radius 0.5, 1.0 or 1.5 (vanishing and exploding gradients), then clipping.
- *   (e) Training a stateful TimeRNN with truncated BPTT to continue a sine wave.
+ *   (e) Training a stateful TimeRNN with truncated BPTT to continue a sine wave, through a parameter
+ *       list, an SGD optimizer and clipping by global norm, with checkpoints.
  */
 #include <math.h>
 #include <stdio.h>
@@ -459,33 +460,6 @@ static void orthogonal(double *Q, int64_t H, uint64_t *seed) {
     }
 }
 
-/* Global norm over several parameters' gradients, as if they were one vector; when it exceeds
-   max_norm every gradient is scaled by max_norm / norm, which keeps the update's direction and caps
-   its length. Returns the norm before clipping. (PyTorch: clip_grad_norm_.) */
-static double clip_grad_norm(tg_tensor *const *params, int n, double max_norm) {
-    double sq = 0.0;
-    for (int i = 0; i < n; i++) {
-        const double *g = tg_tensor_grad(params[i]);
-        sq += dot(g, g, tg_tensor_numel(params[i]));
-    }
-    double norm = sqrt(sq);
-    if (norm > max_norm)
-        for (int i = 0; i < n; i++) {
-            double *g = tg_tensor_grad(params[i]);
-            for (int64_t k = 0; k < tg_tensor_numel(params[i]); k++) g[k] *= max_norm / norm;
-        }
-    return norm;
-}
-
-static double grad_norm(tg_tensor *const *params, int n) {
-    double sq = 0.0;
-    for (int i = 0; i < n; i++) {
-        const double *g = tg_tensor_grad(params[i]);
-        sq += dot(g, g, tg_tensor_numel(params[i]));
-    }
-    return sqrt(sq);
-}
-
 /* One run: norms[t] = |dL/dh_{t+1}| for t = 0..T-1. Leaves the parameters' gradients in params. */
 static void flow_run(double rho, double input_scale, const double *Q, double *norms,
                      tg_tensor *const *params) {
@@ -557,9 +531,13 @@ static void part_d(void) {
     double norms[FLOW_RUNS][FLOW_T], clip_before = 0, clip_after = 0;
     for (int r = 0; r < FLOW_RUNS; r++) {
         flow_run(rho[r], input[r], Q, norms[r], params);
-        if (r == FLOW_RUNS - 1) { /* clip the realistic run's gradients */
-            clip_before = clip_grad_norm(params, 3, 1.0);
-            clip_after = grad_norm(params, 3);
+        if (r == FLOW_RUNS - 1) { /* clip the realistic run's gradients, as torch's clip_grad_norm_ */
+            tg_params *list = tg_params_new();
+            CHECK(list && tg_params_add(list, "Wx", params[0]) == TG_OK && tg_params_add(list, "Wh", params[1]) == TG_OK &&
+                  tg_params_add(list, "b", params[2]) == TG_OK);
+            clip_before = tg_params_clip_grad_norm(list, 1.0);
+            clip_after = tg_params_grad_norm(list);
+            tg_params_free(list);
         }
     }
 
@@ -634,26 +612,6 @@ static double wave(int64_t k) {
     return 0.8 * sin(two_pi * (double)k / 50.0) + 0.1 * sin(two_pi * (double)k / 17.0);
 }
 
-static int load_params(const char *path, const char *const *names, tg_tensor *const *params, int n) {
-    char **fnames;
-    tg_tensor **ft;
-    int fn;
-    if (tg_load_safetensors(path, &fnames, &ft, &fn) != TG_OK) return 0;
-    int found = 0;
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < fn; k++)
-            if (strcmp(names[i], fnames[k]) == 0 && tg_tensor_numel(ft[k]) == tg_tensor_numel(params[i]) &&
-                tg_tensor_dtype(ft[k]) == TG_F64) {
-                memcpy(tg_tensor_data(params[i]), tg_tensor_data(ft[k]),
-                       (size_t)tg_tensor_numel(ft[k]) * sizeof(double));
-                found++;
-            }
-    tg_safetensors_free(fnames, ft, fn);
-    if (found != n)
-        fprintf(stderr, "bptt_tour: %s holds %d of the %d parameters with matching shapes\n", path, found, n);
-    return found == n;
-}
-
 static void part_e(int epochs, const char *save_path, const char *resume_path) {
     printf("\n(e) Truncated BPTT: a stateful TimeRNN learns to continue a wave (N=%d streams, T=%d, H=%d, "
            "SGD)\n",
@@ -663,28 +621,33 @@ static void part_e(int epochs, const char *save_path, const char *resume_path) {
               *Wh = rand_tensor(1, &seed, 0.25, SHAPE(SEQ_H, SEQ_H));
     tg_tensor *b = tg_param_new(TG_F64, SHAPE(SEQ_H)), *Wo = rand_tensor(1, &seed, 0.25, SHAPE(SEQ_H, 1));
     tg_tensor *bo = tg_param_new(TG_F64, SHAPE(1));
-    /* A checkpoint is the parameters and the epochs done: SGD keeps no other state, and each epoch
-       starts the streams (and the RNN's state) afresh, so these six tensors are all there is. */
-    tg_tensor *done = tg_tensor_new(TG_F64, 0, NULL);
-    tg_tensor *params[6] = {Wx, Wh, b, Wo, bo, done};
-    const char *names[6] = {"Wx", "Wh", "b", "Wo", "bo", "epochs_done"};
-    CHECK(b && bo && done);
+    CHECK(b && bo);
+    /* The parameters by name, for the optimizer, the clipping and the checkpoint. */
+    tg_params *params = tg_params_new();
+    CHECK(params && tg_params_add(params, "Wx", Wx) == TG_OK && tg_params_add(params, "Wh", Wh) == TG_OK &&
+          tg_params_add(params, "b", b) == TG_OK && tg_params_add(params, "Wo", Wo) == TG_OK &&
+          tg_params_add(params, "bo", bo) == TG_OK);
+    tg_optim_opts opts = tg_optim_defaults(TG_OPTIM_SGD);
+    opts.lr = 0.1;
+    tg_optim *sgd = tg_optim_new(params, &opts);
+    CHECK(sgd);
+    const int chunks = SEQ_LEN / (SEQ_N * SEQ_T);
+    /* A checkpoint is the parameters and the optimizer's state, step count included; each epoch starts
+       the streams (and the RNN's state) afresh, so the steps taken say which epoch comes next. */
     if (resume_path) {
-        if (!load_params(resume_path, names, params, 6)) {
+        if (tg_checkpoint_load(resume_path, params, sgd) != TG_OK) {
             fprintf(stderr, "bptt_tour: cannot resume from %s: %s\n", resume_path, tg_last_error());
             exit(1);
         }
-        printf("    resumed from %s after epoch %.0f\n", resume_path, tg_tensor_get(done, 0));
+        printf("    resumed from %s after epoch %lld\n", resume_path, (long long)(tg_optim_steps(sgd) / chunks));
     }
     tg_time_rnn *rnn = tg_time_rnn_new(Wx, Wh, b, 1);
     tg_tensor *xs = tg_tensor_new(TG_F64, SHAPE(SEQ_N, SEQ_T, 1)),
               *ys = tg_tensor_new(TG_F64, SHAPE(SEQ_N * SEQ_T, 1));
     tg_tape *tape = tg_tape_new();
     CHECK(rnn && xs && ys && tape);
-    const double lr = 0.1;
-    const int chunks = SEQ_LEN / (SEQ_N * SEQ_T);
     double first = 0, last = 0;
-    int start = (int)tg_tensor_get(done, 0) + 1;
+    int start = (int)(tg_optim_steps(sgd) / chunks) + 1;
     for (int epoch = start; epoch <= epochs; epoch++) {
         tg_time_rnn_reset_state(rnn); /* each epoch reads the streams from their start again */
         double sum = 0;
@@ -698,25 +661,19 @@ static void part_e(int epochs, const char *save_path, const char *resume_path) {
                     y[n * SEQ_T + t] = wave(k + 1);
                 }
             tg_tape_reset(tape);
-            tg_tensor *hs = tg_time_rnn_forward(tape, rnn, xs);                  /* (N,T,H) */
-            tg_tensor *flat = tg_reshape(tape, hs, SHAPE(SEQ_N * SEQ_T, SEQ_H)); /* (N*T,H) */
-            tg_tensor *pred = tg_add(tape, tg_matmul(tape, flat, Wo), bo);       /* (N*T,1) */
-            tg_tensor *err = tg_sub(tape, pred, ys);
+            tg_tensor *hs = tg_time_rnn_forward(tape, rnn, xs);  /* (N,T,H) */
+            tg_tensor *pred = tg_linear(tape, hs, Wo, bo);      /* (N,T,1): one GEMM over all N*T rows */
+            tg_tensor *err = tg_sub(tape, tg_reshape(tape, pred, SHAPE(SEQ_N * SEQ_T, 1)), ys);
             tg_tensor *loss = tg_mean(tape, tg_mul(tape, err, err));
-            for (int i = 0; i < 5; i++) tg_zero_grad(params[i]);
+            tg_params_zero_grad(params);
             CHECK(loss && tg_backward(tape, loss, NULL) == TG_OK);
-            clip_grad_norm(params, 5, 1.0);
-            for (int i = 0; i < 5; i++) { /* SGD: p -= lr * dL/dp */
-                double *p = tg_tensor_data(params[i]);
-                const double *g = tg_tensor_grad(params[i]);
-                for (int64_t k = 0; k < tg_tensor_numel(params[i]); k++) p[k] -= lr * g[k];
-            }
+            tg_params_clip_grad_norm(params, 1.0); /* exploding gradients stay bounded */
+            CHECK(tg_optim_step(sgd) == TG_OK);     /* p -= lr * dL/dp */
             sum += tg_tensor_get(loss, 0);
         }
         double mean = sum / chunks;
         if (epoch == start) first = mean;
         last = mean;
-        tg_tensor_set(done, 0, epoch);
         if (epoch == start || epoch % 5 == 0) { /* the bar is log-scale: 10 marks per decade above 1e-4 */
             int bar = (int)lround(fmax(0.0, fmin(50.0, 10.0 * (log10(mean) + 4))));
             printf("    epoch %3d  loss %.5f  %.*s\n", epoch, mean, bar,
@@ -730,15 +687,18 @@ static void part_e(int epochs, const char *save_path, const char *resume_path) {
     }
     /* One number for the trained parameters, so two runs can be compared at a glance. */
     uint64_t h = 0;
-    for (int i = 0; i < 5; i++) h = h * 31 + tg_tensor_hash(params[i]);
-    printf("    parameters after epoch %d: fingerprint %016llx\n", (int)tg_tensor_get(done, 0), (unsigned long long)h);
+    for (int i = 0; i < tg_params_count(params); i++) h = h * 31 + tg_tensor_hash(tg_params_at(params, i, NULL));
+    printf("    parameters after epoch %lld: fingerprint %016llx\n", (long long)(tg_optim_steps(sgd) / chunks),
+           (unsigned long long)h);
     if (save_path) {
-        CHECK(tg_save_safetensors(save_path, names, params, 6) == TG_OK);
-        printf("    saved the parameters to %s (resume with --resume %s)\n", save_path, save_path);
+        CHECK(tg_checkpoint_save(save_path, params, sgd) == TG_OK);
+        printf("    saved a checkpoint to %s (resume with --resume %s)\n", save_path, save_path);
     }
     tg_tape_free(tape);
     tg_time_rnn_free(rnn);
-    for (int i = 0; i < 6; i++) tg_tensor_free(params[i]);
+    tg_optim_free(sgd);
+    tg_params_free(params);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(Wo), tg_tensor_free(bo);
     tg_tensor_free(xs), tg_tensor_free(ys);
 }
 

@@ -1,6 +1,7 @@
 /* A classifier to watch learn: the three-class spiral of CS231n, by a two-layer network.
  *
  *     spiral [DIR] [--epochs N] [--hidden H] [--lr LR] [--seed S] [--save FILE] [--resume FILE]
+ *            [--expect-accuracy PERCENT]
  *
  * The data: K = 3 arms of N = 100 points each, arm k at angles 4k ... 4k + 4 (radians) with N(0, 0.2)
  * noise, radius 0 ... 1. No straight line separates them; a network with one hidden layer of ReLUs
@@ -14,13 +15,16 @@
  * gets spiral_points.csv (x, y, class), spiral_grid.csv (the class the network predicts on a 200 x 200
  * grid) and, when gnuplot is installed, spiral.png: the decision regions with the points on top.
  * --save writes a checkpoint (parameters and Adam's state); --resume continues from one, up to
- * --epochs in all, exactly as if the run had never stopped.
+ * --epochs in all, exactly as if the run had never stopped (the parameters' fingerprint, printed at the
+ * end, says so). --expect-accuracy makes the run fail (exit 1) below that training accuracy: the test
+ * suite's use.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <tapegrad.h>
 
 #define CHECK(cond)                                                                                          \
@@ -155,9 +159,9 @@ static void write_outputs(const char *dir, tg_tape *tape, const model *m, tg_ten
             "set size square\nset xrange [-1.1:1.1]\nset yrange [-1.1:1.1]\nunset colorbox\nset key off\n"
             "set palette defined (0 '#fbb4ae', 1 '#b3cde3', 2 '#ccebc5')\nset cbrange [0:2]\n"
             "plot '%s' skip 1 using 1:2:3 with points pt 5 ps 0.5 lc palette, \\\n"
-            "     '%s' skip 1 using 1:2:($3 == 0 ? 1 : 1/0) with points pt 7 ps 0.9 lc rgb '#d7191c', \\\n"
-            "     '%s' skip 1 using 1:2:($3 == 1 ? 1 : 1/0) with points pt 7 ps 0.9 lc rgb '#2c7bb6', \\\n"
-            "     '%s' skip 1 using 1:2:($3 == 2 ? 1 : 1/0) with points pt 7 ps 0.9 lc rgb '#1a9641'\n",
+            "     '%s' skip 1 using 1:($3 == 0 ? $2 : 1/0) with points pt 7 ps 0.9 lc rgb '#d7191c', \\\n"
+            "     '%s' skip 1 using 1:($3 == 1 ? $2 : 1/0) with points pt 7 ps 0.9 lc rgb '#2c7bb6', \\\n"
+            "     '%s' skip 1 using 1:($3 == 2 ? $2 : 1/0) with points pt 7 ps 0.9 lc rgb '#1a9641'\n",
             png, grid, points, points, points);
     CHECK(fclose(f) == 0);
     char cmd[8192];
@@ -173,6 +177,7 @@ int main(int argc, char **argv) {
     int epochs = 60, hidden = 100;
     double lr = 1e-2;
     uint64_t seed = 1;
+    double expect = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--epochs") && v && atoi(v) > 0) epochs = atoi(v), i++;
@@ -181,14 +186,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && v) seed = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--save") && v) save = v, i++;
         else if (!strcmp(a, "--resume") && v) resume = v, i++;
+        else if (!strcmp(a, "--expect-accuracy") && v) expect = atof(v), i++;
         else if (a[0] != '-') dir = a;
         else {
             fprintf(stderr, "usage: %s [DIR] [--epochs N] [--hidden H] [--lr LR] [--seed S] [--save FILE] "
-                            "[--resume FILE]\n", argv[0]);
+                            "[--resume FILE] [--expect-accuracy PERCENT]\n", argv[0]);
             return 2;
         }
     }
 
+    mkdir(dir, 0777); /* may exist already; a folder that cannot be made fails at the first file */
     tg_tensor *X = tg_tensor_new(TG_F64, 2, (int64_t[]){N, 2}), *y = tg_tensor_new(TG_I64, 1, (int64_t[]){N});
     CHECK(X && y);
     make_spiral(X, y);
@@ -212,8 +219,8 @@ int main(int argc, char **argv) {
     int steps_per_epoch = N / BATCH, first_epoch = 0;
     if (resume) {
         CHECK(tg_checkpoint_load(resume, params, adam) == TG_OK);
-        first_epoch = (int)(tg_optim_step_count(adam) / steps_per_epoch);
-        printf("resumed from %s after %d epochs\n", resume, first_epoch);
+        first_epoch = (int)(tg_optim_steps(adam) / steps_per_epoch);
+        printf("resumed from %s after epoch %d\n", resume, first_epoch);
     }
 
     /* One minibatch's inputs and targets, refilled in place each step. */
@@ -254,7 +261,9 @@ int main(int argc, char **argv) {
                loss_sum / steps_per_epoch, 100 * acc, steps_per_epoch / (dt > 0 ? dt : 1e-9));
     }
     if (first_epoch >= epochs) acc = accuracy(tape, &m, X, y);
-    printf("final training accuracy: %.1f%%\n", 100 * acc);
+    uint64_t fingerprint = 0;
+    for (int i = 0; i < tg_params_count(params); i++) fingerprint = fingerprint * 31 + tg_tensor_hash(tg_params_at(params, i, NULL));
+    printf("final training accuracy: %.1f%%; parameters' fingerprint %016llx\n", 100 * acc, (unsigned long long)fingerprint);
     if (save) {
         CHECK(tg_checkpoint_save(save, params, adam) == TG_OK);
         printf("saved %s\n", save);
@@ -266,5 +275,9 @@ int main(int argc, char **argv) {
     tg_params_free(params);
     tg_tensor_free(m.W1), tg_tensor_free(m.b1), tg_tensor_free(m.W2), tg_tensor_free(m.b2);
     tg_tensor_free(X), tg_tensor_free(y), tg_tensor_free(xb), tg_tensor_free(yb);
+    if (100 * acc < expect) {
+        fprintf(stderr, "spiral: training accuracy %.1f%% is below the expected %.1f%%\n", 100 * acc, expect);
+        return 1;
+    }
     return 0;
 }

@@ -18,6 +18,12 @@ cc -std=c11 -Wall -Wextra -Werror -pedantic -o "$dest/app" "$src/tests/outside/a
 libdir=$(pkg-config --variable=libdir tapegrad)
 LD_LIBRARY_PATH="$libdir" "$dest/app"
 echo "install_check: built and ran an outside program against the installed library"
+# With MPI, tg_mpi.h is installed too: an outside file compiles against it with mpicc.
+if [ -f "$dest$prefix/include/tapegrad/tg_mpi.h" ]; then
+  mpicc -std=c11 -Wall -Wextra -Werror -c -o "$dest/mpi_contract.o" "$src/tests/outside/mpi_contract.c" \
+    $(pkg-config --cflags tapegrad)
+  echo "install_check: the MPI contract compiles against the installed tg_mpi.h"
+fi
 
 # The same program in a meson project that takes tapegrad as a subproject: dependency('tapegrad')
 # resolves through meson.override_dependency.

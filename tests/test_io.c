@@ -11,65 +11,9 @@
 #include <unistd.h>
 #include "tg_testutil.h"
 
-static char dir[32];
+static void setup(void) { tt_dir_make("tg_io"); }
 
-static void setup(void) {
-    strcpy(dir, "/tmp/tg_io_XXXXXX");
-    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void teardown(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) rmdir(p);
-        }
-    if (d) closedir(d);
-    rmdir(dir);
-    tg__alloc_fail_at(0);
-    tg__io_fail_write_at(0);
-}
-
-TestSuite(io, .init = setup, .fini = teardown);
-
-/* A path in the test's directory; four live at once. */
-static const char *in_dir(const char *name) {
-    static char bufs[4][512];
-    static int next;
-    char *p = bufs[next++ % 4];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "fopen %s: %s", path, strerror(errno));
-    cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-}
-
-/* The whole file, malloc'ed (test code: plain malloc). */
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "fopen %s: %s", path, strerror(errno));
-    unsigned char *p = malloc(1 << 16);
-    *n = fread(p, 1, 1 << 16, f);
-    fclose(f);
-    return p;
-}
-
-/* Entries of the test directory whose name says they are a save's temporary file. */
-static int temp_files(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp") != NULL;
-    closedir(d);
-    return n;
-}
+TestSuite(io, .init = setup, .fini = tt_dir_remove);
 
 static void expect_same(const tg_tensor *a, tg_tensor *b, const char *what) {
     cr_assert(b, "%s: loaded nothing: %s", what, tg_last_error());
@@ -108,26 +52,26 @@ static int has_bytes(const unsigned char *b, size_t n, const char *needle) {
 Test(io, i64_round_trips_in_both_formats) {
     int64_t v[6] = {0, -1, INT64_MAX, INT64_MIN, ((int64_t)1 << 53) + 1, 42};
     tg_tensor *t = tg_tensor_from(TG_I64, 2, TT_SHAPE(2, 3), v), *e = tg_tensor_new(TG_I64, 1, TT_SHAPE(0));
-    cr_assert_eq(tg_save_npy(in_dir("i.npy"), t), TG_OK, "%s", tg_last_error());
-    tg_tensor *u = tg_load_npy(in_dir("i.npy"));
+    cr_assert_eq(tg_save_npy(tt_in_dir("i.npy"), t), TG_OK, "%s", tg_last_error());
+    tg_tensor *u = tg_load_npy(tt_in_dir("i.npy"));
     expect_same(t, u, "npy i64");
     tg_tensor_free(u);
     size_t n;
-    unsigned char *b = read_bytes(in_dir("i.npy"), &n);
+    unsigned char *b = tt_read_file(tt_in_dir("i.npy"), &n);
     cr_expect(has_bytes(b, n, "'descr': '<i8'"), "the header names <i8");
     free(b);
     const char *names[2] = {"ids", "none"};
     tg_tensor *ts[2] = {t, e};
-    cr_assert_eq(tg_save_safetensors(in_dir("i.safetensors"), names, ts, 2), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_save_safetensors(tt_in_dir("i.safetensors"), names, ts, 2), TG_OK, "%s", tg_last_error());
     char **ln;
     tg_tensor **lt;
     int m;
-    cr_assert_eq(tg_load_safetensors(in_dir("i.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_load_safetensors(tt_in_dir("i.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
     cr_assert_eq(m, 2);
     expect_same(t, lt[0], "safetensors i64");
     expect_same(e, lt[1], "safetensors empty i64");
     tg_safetensors_free(ln, lt, m);
-    b = read_bytes(in_dir("i.safetensors"), &n);
+    b = tt_read_file(tt_in_dir("i.safetensors"), &n);
     cr_expect(has_bytes(b, n, "\"dtype\":\"I64\""), "the header names I64");
     free(b);
     tg_tensor_free(t), tg_tensor_free(e);
@@ -137,7 +81,7 @@ Test(io, npy_round_trip_is_bit_exact) {
     for (int d = 0; d < 2; d++)
         for (int i = 0; i < N_SHAPES; i++) {
             tg_tensor *t = sample(i, d ? TG_F64 : TG_F32);
-            const char *p = in_dir("t.npy");
+            const char *p = tt_in_dir("t.npy");
             cr_assert_eq(tg_save_npy(p, t), TG_OK, "%s", tg_last_error());
             tg_tensor *u = tg_load_npy(p);
             char what[32];
@@ -146,23 +90,23 @@ Test(io, npy_round_trip_is_bit_exact) {
             tg_tensor_free(t);
             tg_tensor_free(u);
         }
-    cr_expect_eq(temp_files(), 0);
+    cr_expect_eq(tt_temp_files(), 0);
 }
 
 /* What np.save writes, byte for byte: the preamble, the dict, spaces to a 64-byte boundary, '\n'. */
 Test(io, npy_header_is_numpys) {
     tg_tensor *t = TT_RAND(TG_F32, 0, 1, 2, 3), *v = TT_RAND(TG_F64, 0, 1, 7);
-    cr_assert_eq(tg_save_npy(in_dir("a.npy"), t), TG_OK);
-    cr_assert_eq(tg_save_npy(in_dir("v.npy"), v), TG_OK);
+    cr_assert_eq(tg_save_npy(tt_in_dir("a.npy"), t), TG_OK);
+    cr_assert_eq(tg_save_npy(tt_in_dir("v.npy"), v), TG_OK);
     size_t n;
-    unsigned char *b = read_bytes(in_dir("a.npy"), &n);
+    unsigned char *b = tt_read_file(tt_in_dir("a.npy"), &n);
     const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
     cr_expect(!memcmp(b, "\x93NUMPY\x01\x00\x76\x00", 10));
     cr_expect(!memcmp(b + 10, dict, strlen(dict)));
     cr_expect_eq(b[127], '\n');
     cr_expect_eq(n, 128 + 24);
     free(b);
-    b = read_bytes(in_dir("v.npy"), &n);
+    b = tt_read_file(tt_in_dir("v.npy"), &n);
     dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (7,), }";
     cr_expect(!memcmp(b + 10, dict, strlen(dict)));
     cr_expect_eq(n, 128 + 56);
@@ -181,8 +125,8 @@ Test(io, npy_v2_is_read) {
     b[127] = '\n';
     const double x[4] = {1.5, -2.25, 0.0, 1e300};
     memcpy(b + 128, x, sizeof x);
-    write_bytes(in_dir("v2.npy"), b, 128 + sizeof x);
-    tg_tensor *t = tg_load_npy(in_dir("v2.npy"));
+    tt_write_file(tt_in_dir("v2.npy"), b, 128 + sizeof x);
+    tg_tensor *t = tg_load_npy(tt_in_dir("v2.npy"));
     tg_tensor *want = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 2), x);
     expect_same(want, t, "v2.0");
     tg_tensor_free(t);
@@ -195,9 +139,9 @@ Test(io, npy_v2_is_read) {
     memcpy(h + 12, dict, strlen(dict));
     h[70000 - 1] = '\n';
     memcpy(h + 70000, x, sizeof x);
-    write_bytes(in_dir("v2big.npy"), h, 70000 + sizeof x);
+    tt_write_file(tt_in_dir("v2big.npy"), h, 70000 + sizeof x);
     free(h);
-    t = tg_load_npy(in_dir("v2big.npy"));
+    t = tg_load_npy(tt_in_dir("v2big.npy"));
     expect_same(want, t, "v2.0 with a 70000-byte header");
     tg_tensor_free(t);
     tg_tensor_free(want);
@@ -211,8 +155,8 @@ Test(io, npy_loose_header_is_read) {
     memcpy(b + 10, dict, strlen(dict));
     const float x[3] = {1, 2, 3};
     memcpy(b + 10 + strlen(dict), x, sizeof x);
-    write_bytes(in_dir("l.npy"), b, 10 + strlen(dict) + sizeof x);
-    tg_tensor *t = tg_load_npy(in_dir("l.npy"));
+    tt_write_file(tt_in_dir("l.npy"), b, 10 + strlen(dict) + sizeof x);
+    tg_tensor *t = tg_load_npy(tt_in_dir("l.npy"));
     tg_tensor *want = tg_tensor_from(TG_F32, 1, TT_SHAPE(3), x);
     expect_same(want, t, "loose header");
     tg_tensor_free(t);
@@ -322,8 +266,8 @@ Test(io, npy_damaged_files_are_refused) {
         const npy_case *c = &npy_cases[i];
         size_t n;
         unsigned char *b = npy_case_bytes(c, &n);
-        const char *p = in_dir("bad.npy");
-        write_bytes(p, b, n);
+        const char *p = tt_in_dir("bad.npy");
+        tt_write_file(p, b, n);
         free(b);
         tg_clear_error();
         tg_tensor *t = tg_load_npy(p);
@@ -338,14 +282,14 @@ Test(io, npy_damaged_files_are_refused) {
 
 Test(io, missing_and_odd_files_are_eio) {
     tg_clear_error();
-    cr_expect_null(tg_load_npy(in_dir("none.npy")));
+    cr_expect_null(tg_load_npy(tt_in_dir("none.npy")));
     tt_expect_error(TG_EIO, "cannot open");
-    cr_expect_null(tg_load_npy(dir));
+    cr_expect_null(tg_load_npy(tt_dir()));
     tt_expect_error(TG_EIO, "is not a regular file");
     char **names = (char **)1;
     tg_tensor **ts = (tg_tensor **)1;
     int n = 7;
-    cr_expect_eq(tg_load_safetensors(in_dir("none.safetensors"), &names, &ts, &n), TG_EIO);
+    cr_expect_eq(tg_load_safetensors(tt_in_dir("none.safetensors"), &names, &ts, &n), TG_EIO);
     cr_expect(names == NULL && ts == NULL && n == 0);
     tt_expect_error(TG_EIO, "No such file");
 }
@@ -370,13 +314,13 @@ static void expect_load_fails(const char *p, tg_status status, const char *needl
    it, a device and a directory are refused saying what they are. A file of size 0 (an empty one, or one
    of /proc, which reports 0 and holds text) is called empty, not a bad magic "". */
 Test(io, fifo_device_and_empty_files_are_refused, .timeout = 30) {
-    const char *fifo = in_dir("pipe.npy");
+    const char *fifo = tt_in_dir("pipe.npy");
     cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
     expect_load_fails(fifo, TG_EIO, "is not a regular file: it is a FIFO (named pipe)");
     expect_load_fails("/dev/null", TG_EIO, "/dev/null is not a regular file: it is a character device");
-    expect_load_fails(dir, TG_EIO, "is not a regular file: it is a directory");
-    const char *empty = in_dir("empty.safetensors");
-    write_bytes(empty, "", 0);
+    expect_load_fails(tt_dir(), TG_EIO, "is not a regular file: it is a directory");
+    const char *empty = tt_in_dir("empty.safetensors");
+    tt_write_file(empty, "", 0);
     expect_load_fails(empty, TG_EFORMAT, "the file is empty (size 0)");
     struct stat st;
     if (stat("/proc/self/status", &st) == 0 && st.st_size == 0)
@@ -410,12 +354,12 @@ Test(io, safetensors_round_trip_is_bit_exact) {
         names[i] = buf[i];
         ts[i] = sample(i / 2, i % 2 ? TG_F64 : TG_F32);
     }
-    const char *p = in_dir("m.safetensors");
+    const char *p = tt_in_dir("m.safetensors");
     cr_assert_eq(tg_save_safetensors(p, names, ts, 2 * N_SHAPES), TG_OK, "%s", tg_last_error());
     expect_loaded(p, names, ts, 2 * N_SHAPES);
     /* the layout the safetensors package expects: header padded to 8 bytes, hashes in __metadata__ */
     size_t n;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = tt_read_file(p, &n);
     uint64_t hl = 0;
     memcpy(&hl, b, 8);
     cr_expect_eq(hl % 8, 0);
@@ -425,14 +369,14 @@ Test(io, safetensors_round_trip_is_bit_exact) {
     free(json);
     free(b);
     for (int i = 0; i < 2 * N_SHAPES; i++) tg_tensor_free(ts[i]);
-    cr_expect_eq(temp_files(), 0);
+    cr_expect_eq(tt_temp_files(), 0);
 }
 
 Test(io, safetensors_with_no_tensors) {
-    const char *p = in_dir("e.safetensors");
+    const char *p = tt_in_dir("e.safetensors");
     cr_assert_eq(tg_save_safetensors(p, NULL, NULL, 0), TG_OK, "%s", tg_last_error());
     size_t n;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = tt_read_file(p, &n);
     cr_expect_eq(n, 16);
     cr_expect(!memcmp(b, "\x08\0\0\0\0\0\0\0{}      ", 16));
     free(b);
@@ -451,12 +395,12 @@ static void write_st(const char *path, const char *json, size_t data_len, uint64
     memcpy(b, &hl, 8);
     memcpy(b + 8, json, jl);
     for (size_t i = 0; i < data_len; i++) b[8 + jl + i] = (unsigned char)(i * 7);
-    write_bytes(path, b, 8 + jl + data_len);
+    tt_write_file(path, b, 8 + jl + data_len);
     free(b);
 }
 
 Test(io, safetensors_from_other_writers) {
-    const char *p = in_dir("o.safetensors");
+    const char *p = tt_in_dir("o.safetensors");
     const float a[2] = {1.0f, -2.0f};
     const double z = 0.25;
     unsigned char data[16];
@@ -471,7 +415,7 @@ Test(io, safetensors_from_other_writers) {
     memcpy(b, &hl, 8);
     memcpy(b + 8, json, jl);
     memcpy(b + 8 + jl, data, 16);
-    write_bytes(p, b, 8 + jl + 16);
+    tt_write_file(p, b, 8 + jl + 16);
     tg_tensor *ts[2] = {tg_tensor_from(TG_F64, 0, NULL, &z), tg_tensor_from(TG_F32, 1, TT_SHAPE(2), a)};
     expect_loaded(p, (const char *const[]){"z", "a"}, ts, 2);
     tg_tensor_free(ts[0]);
@@ -480,12 +424,12 @@ Test(io, safetensors_from_other_writers) {
 
 Test(io, safetensors_corrupted_data_fails_its_checksum) {
     tg_tensor *t = TT_RAND(TG_F64, 0, 3, 4, 4);
-    const char *p = in_dir("c.safetensors");
+    const char *p = tt_in_dir("c.safetensors");
     cr_assert_eq(tg_save_safetensors(p, (const char *const[]){"weight"}, &t, 1), TG_OK);
     size_t n;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = tt_read_file(p, &n);
     b[n - 3] ^= 0x10;
-    write_bytes(p, b, n);
+    tt_write_file(p, b, n);
     free(b);
     char **ln;
     tg_tensor **lt;
@@ -586,10 +530,10 @@ static const st_case st_cases[] = {
 Test(io, safetensors_damaged_files_are_refused) {
     for (size_t i = 0; i < sizeof st_cases / sizeof st_cases[0]; i++) {
         const st_case *c = &st_cases[i];
-        const char *p = in_dir("bad.safetensors");
+        const char *p = tt_in_dir("bad.safetensors");
         if (!strcmp(c->what, "NUL padding")) {
             unsigned char b[32] = "\x08\0\0\0\0\0\0\0{}";
-            write_bytes(p, b, 16);
+            tt_write_file(p, b, 16);
         } else {
             write_st(p, c->json, c->data_len, c->len_field);
         }
@@ -610,16 +554,16 @@ Test(io, safetensors_damaged_files_are_refused) {
     memset(deep + 5, '[', 10000);
     memset(deep + 10005, ']', 10000);
     deep[20005] = '}';
-    write_st(in_dir("deep.safetensors"), deep, 0, 0);
+    write_st(tt_in_dir("deep.safetensors"), deep, 0, 0);
     free(deep);
     char **ln;
     tg_tensor **lt;
     int m;
-    cr_expect_eq(tg_load_safetensors(in_dir("deep.safetensors"), &ln, &lt, &m), TG_EFORMAT);
+    cr_expect_eq(tg_load_safetensors(tt_in_dir("deep.safetensors"), &ln, &lt, &m), TG_EFORMAT);
     tt_expect_error(TG_EFORMAT, "bad JSON");
     /* the file too short for its length field */
-    write_bytes(in_dir("short.safetensors"), "\x02\0\0\0", 4);
-    cr_expect_eq(tg_load_safetensors(in_dir("short.safetensors"), &ln, &lt, &m), TG_EFORMAT);
+    tt_write_file(tt_in_dir("short.safetensors"), "\x02\0\0\0", 4);
+    cr_expect_eq(tg_load_safetensors(tt_in_dir("short.safetensors"), &ln, &lt, &m), TG_EFORMAT);
     tt_expect_error(TG_EFORMAT, "truncated, 4 bytes end inside the 8-byte header length");
 }
 
@@ -629,7 +573,7 @@ Test(io, safetensors_damaged_files_are_refused) {
    leave `good` in place and no temporary file. */
 static void check_failed_saves(int safetensors) {
     tg_tensor *good = TT_RAND(TG_F32, 0, 1, 3, 5), *bad = TT_RAND(TG_F64, 0, 2, 4, 2, 2);
-    const char *p = in_dir(safetensors ? "f.safetensors" : "f.npy");
+    const char *p = tt_in_dir(safetensors ? "f.safetensors" : "f.npy");
     const char *name = "w";
     tg_status st = safetensors ? tg_save_safetensors(p, &name, &good, 1) : tg_save_npy(p, good);
     cr_assert_eq(st, TG_OK, "%s", tg_last_error());
@@ -643,7 +587,7 @@ static void check_failed_saves(int safetensors) {
         if (st == TG_OK) break;
         cr_expect(strstr(tg_last_error(), p), "k=%d: %s", k, tg_last_error());
         tt_expect_error(TG_EIO, "Input/output error");
-        cr_expect_eq(temp_files(), 0, "k=%d: a temporary file is left", k);
+        cr_expect_eq(tt_temp_files(), 0, "k=%d: a temporary file is left", k);
         tg_tensor *now;
         char **ln = NULL;
         tg_tensor **lt = NULL;
@@ -681,18 +625,18 @@ Test(io, save_to_missing_directory_or_onto_a_directory) {
     tg_tensor *t = TT_RAND(TG_F32, 0, 1, 2);
     const char *name = "t";
     tg_clear_error();
-    cr_expect_eq(tg_save_npy(in_dir("nodir/t.npy"), t), TG_EIO);
+    cr_expect_eq(tg_save_npy(tt_in_dir("nodir/t.npy"), t), TG_EIO);
     tt_expect_error(TG_EIO, "cannot create a temporary file beside /tmp/tg_io_");
-    cr_expect_eq(tg_save_safetensors(in_dir("nodir/t.safetensors"), &name, &t, 1), TG_EIO);
+    cr_expect_eq(tg_save_safetensors(tt_in_dir("nodir/t.safetensors"), &name, &t, 1), TG_EIO);
     tt_expect_error(TG_EIO, "No such file or directory");
-    cr_assert_eq(mkdir(in_dir("d.npy"), 0755), 0);
-    cr_expect_eq(tg_save_npy(in_dir("d.npy"), t), TG_EIO);
+    cr_assert_eq(mkdir(tt_in_dir("d.npy"), 0755), 0);
+    cr_expect_eq(tg_save_npy(tt_in_dir("d.npy"), t), TG_EIO);
     tt_expect_error(TG_EIO, "(rename: Is a directory)");
-    cr_expect_eq(tg_save_safetensors(in_dir("d.npy"), &name, &t, 1), TG_EIO);
+    cr_expect_eq(tg_save_safetensors(tt_in_dir("d.npy"), &name, &t, 1), TG_EIO);
     tt_expect_error(TG_EIO, "d.npy (rename");
     struct stat st;
-    cr_expect(stat(in_dir("d.npy"), &st) == 0 && S_ISDIR(st.st_mode));
-    cr_expect_eq(temp_files(), 0);
+    cr_expect(stat(tt_in_dir("d.npy"), &st) == 0 && S_ISDIR(st.st_mode));
+    cr_expect_eq(tt_temp_files(), 0);
     tg_tensor_free(t);
 }
 
@@ -713,36 +657,36 @@ static int set_immutable(const char *path, int on) {
 Test(io, save_into_an_unwritable_directory_keeps_the_old_file) {
     tg_tensor *good = TT_RAND(TG_F64, 0, 1, 2, 3), *bad = TT_RAND(TG_F64, 0, 2, 2, 3);
     const char *name = "w";
-    cr_assert_eq(mkdir(in_dir("ro"), 0755), 0);
-    cr_assert_eq(tg_save_npy(in_dir("ro/w.npy"), good), TG_OK);
-    cr_assert_eq(tg_save_safetensors(in_dir("ro/w.safetensors"), &name, &good, 1), TG_OK);
-    if (!set_immutable(in_dir("ro"), 1)) {
+    cr_assert_eq(mkdir(tt_in_dir("ro"), 0755), 0);
+    cr_assert_eq(tg_save_npy(tt_in_dir("ro/w.npy"), good), TG_OK);
+    cr_assert_eq(tg_save_safetensors(tt_in_dir("ro/w.safetensors"), &name, &good, 1), TG_OK);
+    if (!set_immutable(tt_in_dir("ro"), 1)) {
         tg_tensor_free(good), tg_tensor_free(bad);
         cr_skip_test("this filesystem cannot make a directory immutable (FS_IOC_SETFLAGS)");
     }
     tg_clear_error();
-    tg_status s1 = tg_save_npy(in_dir("ro/w.npy"), bad);
+    tg_status s1 = tg_save_npy(tt_in_dir("ro/w.npy"), bad);
     const char *msg1 = strstr(tg_last_error(), "ro/w.npy") ? "named" : tg_last_error();
     tg_clear_error();
-    tg_status s2 = tg_save_safetensors(in_dir("ro/w.safetensors"), &name, &bad, 1);
+    tg_status s2 = tg_save_safetensors(tt_in_dir("ro/w.safetensors"), &name, &bad, 1);
     const char *msg2 = strstr(tg_last_error(), "ro/w.safetensors") ? "named" : tg_last_error();
-    set_immutable(in_dir("ro"), 0); /* before any assertion, so teardown can clean up */
+    set_immutable(tt_in_dir("ro"), 0); /* before any assertion, so teardown can clean up */
     cr_expect_eq(s1, TG_EIO);
     cr_expect_eq(s2, TG_EIO);
     cr_expect_str_eq(msg1, "named", "the message names the path: %s", msg1);
     cr_expect_str_eq(msg2, "named", "the message names the path: %s", msg2);
     tg_clear_error();
-    tg_tensor *now = tg_load_npy(in_dir("ro/w.npy"));
+    tg_tensor *now = tg_load_npy(tt_in_dir("ro/w.npy"));
     expect_same(good, now, "the old .npy");
     tg_tensor_free(now);
     char **ln = NULL;
     tg_tensor **lt = NULL;
     int m = 0;
-    cr_assert_eq(tg_load_safetensors(in_dir("ro/w.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_load_safetensors(tt_in_dir("ro/w.safetensors"), &ln, &lt, &m), TG_OK, "%s", tg_last_error());
     expect_same(good, lt[0], "the old .safetensors");
     tg_safetensors_free(ln, lt, m);
-    cr_expect_eq(temp_files(), 0);
-    unlink(in_dir("ro/w.npy")), unlink(in_dir("ro/w.safetensors")), rmdir(in_dir("ro"));
+    cr_expect_eq(tt_temp_files(), 0);
+    unlink(tt_in_dir("ro/w.npy")), unlink(tt_in_dir("ro/w.safetensors")), rmdir(tt_in_dir("ro"));
     tg_tensor_free(good), tg_tensor_free(bad);
 }
 
@@ -751,11 +695,11 @@ Test(io, saved_file_modes) {
     tg_tensor *t = TT_RAND(TG_F32, 0, 1, 2);
     mode_t old = umask(027);
     struct stat st;
-    cr_assert_eq(tg_save_npy(in_dir("m.npy"), t), TG_OK);
-    cr_expect(stat(in_dir("m.npy"), &st) == 0 && (st.st_mode & 0777) == 0640, "mode %o", st.st_mode & 0777);
-    cr_assert_eq(chmod(in_dir("m.npy"), 0604), 0);
-    cr_assert_eq(tg_save_npy(in_dir("m.npy"), t), TG_OK);
-    cr_expect(stat(in_dir("m.npy"), &st) == 0 && (st.st_mode & 0777) == 0604, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(tg_save_npy(tt_in_dir("m.npy"), t), TG_OK);
+    cr_expect(stat(tt_in_dir("m.npy"), &st) == 0 && (st.st_mode & 0777) == 0640, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(chmod(tt_in_dir("m.npy"), 0604), 0);
+    cr_assert_eq(tg_save_npy(tt_in_dir("m.npy"), t), TG_OK);
+    cr_expect(stat(tt_in_dir("m.npy"), &st) == 0 && (st.st_mode & 0777) == 0604, "mode %o", st.st_mode & 0777);
     umask(old);
     tg_tensor_free(t);
 }
@@ -764,7 +708,7 @@ Test(io, saved_file_modes) {
 
 Test(io, null_arguments_are_einval) {
     tg_tensor *t = TT_RAND(TG_F32, 0, 1, 2);
-    const char *p = in_dir("n.npy"), *name = "t", *names2[2] = {"a", "a"};
+    const char *p = tt_in_dir("n.npy"), *name = "t", *names2[2] = {"a", "a"};
     tg_tensor *ts2[2] = {t, t}, *none[2] = {t, NULL};
     tg_clear_error();
     cr_expect_eq(tg_save_npy(NULL, t), TG_EINVAL);
@@ -813,12 +757,12 @@ Test(io, null_arguments_are_einval) {
 /* An op's failed output handed to a save keeps the op's message, as every call does with NULL inputs. */
 Test(io, null_tensor_keeps_the_first_error) {
     tg__fail(TG_ESHAPE, "tg_matmul: inner dimensions differ");
-    cr_expect_eq(tg_save_npy(in_dir("x.npy"), NULL), TG_ESHAPE);
+    cr_expect_eq(tg_save_npy(tt_in_dir("x.npy"), NULL), TG_ESHAPE);
     const char *name = "x";
     tg_tensor *none = NULL;
-    cr_expect_eq(tg_save_safetensors(in_dir("x.safetensors"), &name, &none, 1), TG_ESHAPE);
+    cr_expect_eq(tg_save_safetensors(tt_in_dir("x.safetensors"), &name, &none, 1), TG_ESHAPE);
     tt_expect_error(TG_ESHAPE, "tg_matmul: inner dimensions differ");
-    cr_expect_eq(temp_files(), 0);
+    cr_expect_eq(tt_temp_files(), 0);
 }
 
 /* Every NULL argument of the file functions, after a real failed op: each keeps that op's status and
@@ -831,7 +775,7 @@ Test(io, every_null_keeps_an_earlier_failure) {
     cr_assert_eq(tg_last_status(), TG_ESHAPE);
     char first[512];
     snprintf(first, sizeof first, "%s", tg_last_error());
-    const char *p = in_dir("n.safetensors"), *name = "t", *null_name[1] = {NULL};
+    const char *p = tt_in_dir("n.safetensors"), *name = "t", *null_name[1] = {NULL};
     tg_tensor *null_t[2] = {t, NULL};
     char **ln;
     tg_tensor **lt;
@@ -853,7 +797,7 @@ Test(io, every_null_keeps_an_earlier_failure) {
     for (int i = 0; i < 12; i++) cr_expect_eq(st[i], TG_ESHAPE, "call %d: %s", i, tg_status_name(st[i]));
     cr_expect_str_eq(tg_last_error(), first);
     cr_expect_eq(access(p, F_OK), -1, "a failed save made a file");
-    cr_expect_eq(temp_files(), 0);
+    cr_expect_eq(tt_temp_files(), 0);
     tg_clear_error();
     tg_tape_free(tape);
     tg_tensor_free(a), tg_tensor_free(t);
@@ -868,7 +812,7 @@ typedef enum { SAVE_NPY, LOAD_NPY, SAVE_ST, LOAD_ST } io_op;
 static void alloc_loop(io_op op) {
     tg_tensor *ts[3] = {TT_RAND(TG_F32, 0, 1, 2, 3), TT_RAND(TG_F64, 0, 2, 0), TT_RAND(TG_F64, 0, 3, 1)};
     const char *names[3] = {"first", "second", "third"};
-    const char *p = in_dir(op < SAVE_ST ? "a.npy" : "a.safetensors");
+    const char *p = tt_in_dir(op < SAVE_ST ? "a.npy" : "a.safetensors");
     tg_status st = op < SAVE_ST ? tg_save_npy(p, ts[0]) : tg_save_safetensors(p, names, ts, 3);
     cr_assert_eq(st, TG_OK, "%s", tg_last_error());
     /* cJSON allocates through tg__malloc too: some k must fail inside its parser or printer, and be
@@ -906,7 +850,7 @@ static void alloc_loop(io_op op) {
             break;
         }
         cr_expect(ln == NULL && lt == NULL && m == 0);
-        cr_expect_eq(temp_files(), 0);
+        cr_expect_eq(tt_temp_files(), 0);
         if (in_json && strstr(tg_last_error(), in_json)) {
             json_failures++;
             cr_expect(strstr(tg_last_error(), p) || op == SAVE_ST, "k=%d: %s", k, tg_last_error());
@@ -937,7 +881,7 @@ Test(io, safetensors_load_out_of_memory) { alloc_loop(LOAD_ST); }
 /* An allocation that failed earlier does not make later bad JSON read as out of memory: the flag is
    reset before each parse. */
 Test(io, bad_json_after_an_allocation_failure_is_still_bad_json) {
-    write_st(in_dir("b.safetensors"), "{\"a\":[1,}", 0, 0);
+    write_st(tt_in_dir("b.safetensors"), "{\"a\":[1,}", 0, 0);
     tg__alloc_fail_at(1);
     cr_assert_null(tg_tensor_new(TG_F32, 1, TT_SHAPE(3)));
     tg__alloc_fail_at(0);
@@ -945,6 +889,6 @@ Test(io, bad_json_after_an_allocation_failure_is_still_bad_json) {
     char **ln;
     tg_tensor **lt;
     int m;
-    cr_expect_eq(tg_load_safetensors(in_dir("b.safetensors"), &ln, &lt, &m), TG_EFORMAT);
+    cr_expect_eq(tg_load_safetensors(tt_in_dir("b.safetensors"), &ln, &lt, &m), TG_EFORMAT);
     tt_expect_error(TG_EFORMAT, "bad JSON in the header at byte");
 }

@@ -1,5 +1,48 @@
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include "tg_testutil.h"
+
+static char dir[64];
+
+void tt_dir_make(const char *prefix) {
+    snprintf(dir, sizeof dir, "/tmp/%s_XXXXXX", prefix);
+    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+const char *tt_dir(void) { return dir; }
+
+void tt_dir_remove(void) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (unlink(p) != 0) rmdir(p);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+    tg__alloc_fail_at(0);
+    tg__io_fail_write_at(0);
+}
+
+const char *tt_in_dir(const char *name) {
+    static char names[64][64], paths[64][512];
+    static int n;
+    int i = 0;
+    while (i < n && strcmp(names[i], name)) i++;
+    if (i == n) {
+        cr_assert_lt(n, 64, "tt_in_dir: more than 64 names in one test");
+        snprintf(names[n], sizeof names[n], "%s", name);
+        n++;
+    }
+    snprintf(paths[i], sizeof paths[i], "%s/%s", dir, name); /* the directory is the test's: renew it */
+    return paths[i];
+}
 
 tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int64_t *shape) {
     tg_tensor *t = param ? tg_param_new(dtype, ndim, shape) : tg_tensor_new(dtype, ndim, shape);
@@ -13,6 +56,35 @@ tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int6
     *ndim = tg_tensor_ndim(in[0]);
     memcpy(shape, tg_tensor_shape(in[0]), (size_t)*ndim * sizeof *shape);
     return TG_OK;
+}
+
+unsigned char *tt_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "fopen %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc((size_t)len + 1);
+    cr_assert(p);
+    *n = fread(p, 1, (size_t)len, f);
+    fclose(f);
+    return p;
+}
+
+void tt_write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "fopen %s: %s", path, strerror(errno));
+    cr_assert_eq(fwrite(p, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+int tt_temp_files(void) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp") != NULL;
+    if (d) closedir(d);
+    return n;
 }
 
 double tt_max_rel(tg_tensor *a, int grad, tg_tensor *r) {

@@ -14,6 +14,19 @@ tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int
 /* tt_rand with the shape written inline: TT_RAND(TG_F64, 1, 7, 2, 3) is a (2,3) param. */
 #define TT_RAND(dtype, param, seed, ...) tt_rand(dtype, param, seed, TT_NDIM(__VA_ARGS__), TT_SHAPE(__VA_ARGS__))
 
+/* A scratch directory per test (Criterion runs each in its own process): tt_dir_make in a suite's
+   .init, tt_dir_remove (which empties it and undoes fault injection) in its .fini. tt_in_dir gives
+   DIR/name in a buffer of its own per distinct name, valid through the test. */
+void tt_dir_make(const char *prefix);
+const char *tt_dir(void);
+void tt_dir_remove(void);
+const char *tt_in_dir(const char *name);
+/* A whole file, malloc'ed (the caller frees it), its size in *n; writes n bytes to path. */
+unsigned char *tt_read_file(const char *path, size_t *n);
+void tt_write_file(const char *path, const void *p, size_t n);
+/* Entries of the scratch directory whose name says they are a save's temporary file. */
+int tt_temp_files(void);
+
 /* The element count of a shape. */
 static inline int64_t tt_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;

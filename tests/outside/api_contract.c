@@ -107,6 +107,28 @@ void      tg_tape_set_grad_enabled(tg_tape *tape, int enabled);
 tg_status tg_set_error(tg_status status, const char *fmt, ...);   /* returns status */
 tg_status tg_tensor_print(const tg_tensor *t, FILE *out);
 
+/* issue: training loop */
+typedef struct tg_params tg_params;
+tg_params *tg_params_new(void);
+void       tg_params_free(tg_params *params);          /* frees the list, never the tensors */
+tg_status  tg_params_add(tg_params *params, const char *name, tg_tensor *param);
+int        tg_params_count(const tg_params *params);
+tg_tensor *tg_params_at(const tg_params *params, int i, const char **name);   /* name may be NULL */
+tg_tensor *tg_params_find(const tg_params *params, const char *name);
+void       tg_params_zero_grad(tg_params *params);
+double     tg_params_grad_norm(const tg_params *params);
+double     tg_params_clip_grad_norm(tg_params *params, double max_norm);
+
+tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
+typedef struct tg_optim tg_optim;
+tg_optim  *tg_optim_new(tg_params *params, const tg_optim_opts *opts);
+tg_status  tg_optim_step(tg_optim *optim);
+void       tg_optim_set_lr(tg_optim *optim, double lr);
+void       tg_optim_free(tg_optim *optim);
+
+tg_status  tg_checkpoint_save(const char *path, const tg_params *params, const tg_optim *optim);
+tg_status  tg_checkpoint_load(const char *path, tg_params *params, tg_optim *optim);  /* optim may be NULL */
+
 /* issue: LSTM and GRU */
 tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *c_prev,
                         tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, tg_tensor **c_next); /* returns h_next */
@@ -141,6 +163,15 @@ static const tg_gradcheck_report report = {.passed = 1, .input = 1, .index = (in
                                            .numeric = 1.0, .max_abs_err = 1.0, .max_rel_err = 1.0,
                                            .message = "m"};
 _Static_assert(sizeof report.message == 512, "report.message");
+/* typedef enum { TG_OPTIM_SGD, TG_OPTIM_ADAM, TG_OPTIM_ADAMW } tg_optim_kind; and tg_optim_opts: */
+_Static_assert(TG_OPTIM_SGD == 0 && TG_OPTIM_ADAM == 1 && TG_OPTIM_ADAMW == 2, "tg_optim_kind");
+static const tg_optim_opts optim_opts = {.kind = TG_OPTIM_ADAMW, .lr = 1.0, .momentum = 1.0, .beta1 = 1.0,
+                                         .beta2 = 1.0, .eps = 1.0, .weight_decay = 1.0, .nesterov = 1};
+#define IS_TYPE(x, type) _Generic((x), type: 1, default: 0)
+_Static_assert(IS_TYPE(optim_opts.kind, tg_optim_kind) && IS_TYPE(optim_opts.lr, double) &&
+               IS_TYPE(optim_opts.momentum, double) && IS_TYPE(optim_opts.beta1, double) &&
+               IS_TYPE(optim_opts.beta2, double) && IS_TYPE(optim_opts.eps, double) &&
+               IS_TYPE(optim_opts.weight_decay, double) && IS_TYPE(optim_opts.nesterov, int), "tg_optim_opts");
 static tg_status s_shape(tg_tensor *const *i, int n, void *u, int *nd, int64_t *s) { (void)i, (void)n, (void)u, (void)nd, (void)s; return TG_OK; }
 static tg_status s_fwd(tg_tensor *const *i, int n, tg_tensor *o, void *u) { (void)i, (void)n, (void)o, (void)u; return TG_OK; }
 static tg_status s_bwd(tg_tensor *const *i, int n, tg_tensor *o, tg_tensor *g, void *const *gr, void *u) {
@@ -149,4 +180,6 @@ static tg_status s_bwd(tg_tensor *const *i, int n, tg_tensor *o, tg_tensor *g, v
 }
 static const tg_op_def def = {.name = "x", .shape = s_shape, .forward = s_fwd, .backward = s_bwd};
 
-int api_contract_used(void) { return opts.fast + report.passed + (def.name != 0) + (int)(rng_state.s[0] - 1); }
+int api_contract_used(void) {
+    return opts.fast + report.passed + (def.name != 0) + (int)(rng_state.s[0] - 1) + (optim_opts.nesterov - 1);
+}

@@ -1,0 +1,6 @@
+/* The MPI issue's contract, redeclared exactly as written there; compiled by the install check with
+   mpicc when tapegrad was built with MPI. */
+#include <tg_mpi.h>
+
+tg_status tg_mpi_broadcast_params(tg_params *params, int root, MPI_Comm comm);
+tg_status tg_mpi_allreduce_grads(tg_params *params, MPI_Comm comm);   /* mean over ranks */
