@@ -307,6 +307,10 @@ static void sgd(const tg_optim_opts *o, tg_tensor *w, void *buf, int first) {
     TG__DISPATCH(w->dtype, {
         T *p = w->data, *b = buf;
         const T *gr = w->grad;
+        if (mu == 0 && wd == 0) { /* plain SGD, the common case: a loop the compiler vectorizes */
+            for (int64_t k = 0; k < w->numel; k++) p[k] = (T)((double)p[k] - lr * (double)gr[k]);
+            return;
+        }
         for (int64_t k = 0; k < w->numel; k++) {
             double g = gr[k];
             if (wd != 0) g += wd * (double)p[k]; /* skipped at 0, as torch: 0 * Inf would be NaN */
