@@ -20,6 +20,8 @@
  *       has spectral radius 0.5, 1.0 or 1.5 (vanishing and exploding gradients), then clipping.
  *   (e) Training a stateful TimeRNN with truncated BPTT to continue a sine wave, through a parameter
  *       list, an SGD optimizer and clipping by global norm, with checkpoints.
+ *   (f) Why gates: the same gradient flow for an RNN, an LSTM and a GRU at initialisation: the LSTM's
+ *       cell path carries the gradient back where the RNN's vanishes (table, CSV, picture).
  */
 #include <math.h>
 #include <stdio.h>
@@ -702,6 +704,101 @@ static void part_e(int epochs, const char *save_path, const char *resume_path) {
     tg_tensor_free(xs), tg_tensor_free(ys);
 }
 
+/* ================================================================================================
+ * (f) Why gates: the same gradient flow for an RNN, an LSTM and a GRU of one size, at initialisation.
+ * The book's initialisation for all three (Wx ~ N(0, 1/D), Wh ~ N(0, 1/H), biases 0), except the
+ * LSTM's forget gate, whose bias starts at 1 (sigmoid(1) = 0.73) as is usual since Gers et al.: a
+ * gate half shut at the start would halve the cell's gradient at every step. The inputs are random,
+ * as in training, which keeps the RNN's tanh away from its flat tails. */
+
+enum { GATED_T = 60, GATED_H = 16, GATED_D = 4 };
+
+static tg_tensor *normal_param(tg_rng *rng, double std, int ndim, const int64_t *shape) {
+    tg_tensor *t = tg_param_new(TG_F64, ndim, shape);
+    CHECK(t && tg_tensor_fill_normal(t, 0, std, rng) == TG_OK);
+    return t;
+}
+
+/* norms[t] = |dL/dh_{t+1}| for t = 0..T-1, L = v . h_T, for model 0 RNN, 1 LSTM, 2 GRU. */
+static void gated_run(int model, double *norms) {
+    const int64_t T = GATED_T, H = GATED_H, D = GATED_D, gates = model == 1 ? 4 : model == 2 ? 3 : 1;
+    tg_rng rng;
+    tg_rng_seed(&rng, 2024); /* one stream for all three: the same inputs */
+    tg_tensor *xs = tg_tensor_new(TG_F64, SHAPE(1, T, D));
+    CHECK(xs && tg_tensor_fill_normal(xs, 0, 1, &rng) == TG_OK);
+    tg_tensor *Wx = normal_param(&rng, 1 / sqrt((double)D), SHAPE(D, gates * H));
+    tg_tensor *Wh = normal_param(&rng, 1 / sqrt((double)H), SHAPE(H, gates * H));
+    tg_tensor *b = tg_param_new(TG_F64, SHAPE(gates * H));
+    CHECK(b);
+    if (model == 1) for (int64_t j = 0; j < H; j++) tg_tensor_set(b, j, 1.0); /* f's slice comes first */
+    tg_tensor *h0 = tg_tensor_new(TG_F64, SHAPE(1, H)), *v = tg_tensor_new(TG_F64, SHAPE(1, H));
+    CHECK(h0 && v);
+    for (int64_t j = 0; j < H; j++) tg_tensor_set(v, j, 1.0 / sqrt((double)H));
+    tg_tape *tape = tg_tape_new();
+    CHECK(tape);
+    tg_tensor *h = h0, *c = h0, *hs[GATED_T];
+    for (int64_t t = 0; t < T; t++) {
+        tg_tensor *x = tg_select(tape, xs, 1, t);
+        if (model == 0) h = tg_rnn_cell(tape, x, h, Wx, Wh, b);
+        else if (model == 1) h = tg_lstm_cell(tape, x, h, c, Wx, Wh, b, &c);
+        else h = tg_gru_cell(tape, x, h, Wx, Wh, b);
+        CHECK(h && tg_retain_grad(tape, h) == TG_OK);
+        hs[t] = h;
+    }
+    CHECK(tg_backward(tape, h, v) == TG_OK);
+    for (int64_t t = 0; t < T; t++) {
+        const double *g = tg_tensor_grad(hs[t]);
+        norms[t] = sqrt(dot(g, g, H));
+    }
+    tg_tape_free(tape);
+    tg_tensor_free(xs), tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(h0);
+    tg_tensor_free(v);
+}
+
+static void part_f(void) {
+    printf("\n(f) Why gates: |dL/dh_t| for t = T..1 at initialisation, T=%d, H=%d, L = v . h_T\n", GATED_T, GATED_H);
+    double norms[3][GATED_T];
+    for (int m = 0; m < 3; m++) gated_run(m, norms[m]);
+    printf("    steps back      t         RNN        LSTM         GRU\n");
+    for (int t = GATED_T; t >= 1; t = t > 10 ? t - 10 : t - 9)
+        printf("    %10d %6d  %10.3g  %10.3g  %10.3g\n", GATED_T - t, t, norms[0][t - 1], norms[1][t - 1],
+               norms[2][t - 1]);
+    char csv_path[4096], gp_path[4096], png_path[4096];
+    FILE *f = fopen(out_path(csv_path, sizeof csv_path, "grad_flow_gated.csv"), "w");
+    CHECK(f);
+    fprintf(f, "t,steps_back,rnn,lstm,gru\n");
+    for (int t = GATED_T; t >= 1; t--)
+        fprintf(f, "%d,%d,%.17g,%.17g,%.17g\n", t, GATED_T - t, norms[0][t - 1], norms[1][t - 1], norms[2][t - 1]);
+    CHECK(fclose(f) == 0);
+    printf("    wrote %s\n", csv_path);
+    if (have_program("gnuplot")) {
+        out_path(png_path, sizeof png_path, "grad_flow_gated.png");
+        f = fopen(out_path(gp_path, sizeof gp_path, "grad_flow_gated.gp"), "w");
+        CHECK(f);
+        fprintf(f,
+                "set terminal png size 900,540\nset output '%s'\nset datafile separator ','\n"
+                "set logscale y\nset format y '1e%%T'\nset key outside right\nset grid\n"
+                "set title 'Gradient flow at initialisation: |dL/dh_t| back through T = %d steps'\n"
+                "set xlabel 'steps back from the loss (T - t)'\nset ylabel '|dL/dh_t|'\n"
+                "plot '%s' skip 1 using 2:3 with linespoints title 'RNN', \\\n"
+                "     '' skip 1 using 2:4 with linespoints title 'LSTM (forget bias 1)', \\\n"
+                "     '' skip 1 using 2:5 with linespoints title 'GRU'\n",
+                png_path, GATED_T, csv_path);
+        CHECK(fclose(f) == 0);
+        if (run_on_paths("gnuplot '%s'%s", gp_path, "")) printf("    wrote %s\n", png_path);
+    } else {
+        printf("    (gnuplot is not installed: no PNG; the CSV has the numbers)\n");
+    }
+    double shrink[3];
+    for (int m = 0; m < 3; m++) shrink[m] = norms[m][GATED_T - 1] / norms[m][0];
+    printf("\n    Over %d steps back the gradient shrinks %.2g-fold in the RNN, %.2g-fold in the GRU and only\n"
+           "    %.2g-fold in the LSTM. The RNN's path multiplies it by tanh'(a_t) Wh^T at every step; the\n"
+           "    LSTM's cell path by the forget gate alone (about 0.7 at this start), with no squashing in between;\n"
+           "    the GRU's by 1 - z, near 0.5 at this start.\n",
+           GATED_T - 1, shrink[0], shrink[2], shrink[1]);
+    CHECK(norms[1][0] > 1e3 * norms[0][0]); /* the lesson must hold, or the tour says something false */
+}
+
 int main(int argc, char **argv) {
     const char *save_path = NULL, *resume_path = NULL;
     int epochs = 40;
@@ -734,6 +831,7 @@ int main(int argc, char **argv) {
     part_c();
     part_d();
     part_e(epochs, save_path, resume_path);
+    part_f();
     printf("\ndone.\n");
     return 0;
 }
