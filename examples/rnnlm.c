@@ -2,7 +2,7 @@
  *
  *     rnnlm [--corpus FILE] [--words N] [--char] [--model rnn|lstm|gru] [--batch B] [--embed E]
  *           [--hidden H] [--bptt T] [--lr LR] [--epochs K] [--optimizer sgd|adam] [--clip C]
- *           [--dropout P] [--seed S] [--valid F] [--temperature X] [--save FILE] [--resume FILE]
+ *           [--dropout P] [--seed S] [--valid F] [--temperature X] [--save FILE] [--resume FILE] [--mpi]
  *
  * The text: the first N words (default 1000) of FILE (default /usr/share/common-licenses/GPL-3, on
  * every Debian machine), lowercased, split on whitespace, each line end a token "<eos>". With --char
@@ -28,6 +28,14 @@
  * end prints a sample: 40 tokens drawn one at a time from softmax(logits / temperature) with tg_rng,
  * the model fed its own output. --save and --resume checkpoint the parameters and the optimizer's
  * state (tg_checkpoint_save); a resumed run ends bit-identical to an unbroken one.
+ *
+ * --mpi (when tapegrad is built with MPI), under `mpirun -np K`: data parallelism. Each rank trains
+ * its shard of the streams, B/K of them (rank r takes streams r B/K ... (r+1) B/K - 1 of the layout
+ * above), from rank 0's initial weights (tg_mpi_broadcast_params), and after every backward the ranks
+ * average their gradients (tg_mpi_allreduce_grads), so every rank takes the step one process with all
+ * B streams would take. Rank 0 prints (the perplexity averaged over the ranks, the tokens/s of all of
+ * them) and writes the checkpoint; with --resume every rank loads it and rank 0's values are
+ * broadcast.
  */
 #include <ctype.h>
 #include <math.h>
@@ -36,6 +44,9 @@
 #include <string.h>
 #include <time.h>
 #include <tapegrad.h>
+#ifdef TG_WITH_MPI
+#include <tg_mpi.h>
+#endif
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -186,17 +197,33 @@ static tg_tensor *logits(tg_tape *tape, model *m, tg_tensor *ids, double p, tg_r
 
 /* ---- batches ----------------------------------------------------------------------------------- */
 
-/* Step s of the book's layout over tokens[0..n): stream i reads from i * floor(n / B) + s T on (mod n - 1),
-   inputs and their next tokens. */
-static void fill_batch(const int64_t *tokens, int64_t n, int64_t B, int64_t T, int64_t s, tg_tensor *xs,
-                       tg_tensor *ts) {
+/* Step s of the book's layout over tokens[0..n): stream i of B reads from i * floor(n / B) + s T on
+   (mod n - 1), inputs and their next tokens; this batch holds the `count` streams from `first`. */
+static void fill_batch(const int64_t *tokens, int64_t n, int64_t B, int64_t first, int64_t count, int64_t T,
+                       int64_t s, tg_tensor *xs, tg_tensor *ts) {
     int64_t *x = tg_tensor_data(xs), *t = tg_tensor_data(ts), jump = (n - 1) / B;
-    for (int64_t i = 0; i < B; i++)
+    for (int64_t i = 0; i < count; i++)
         for (int64_t k = 0; k < T; k++) {
-            int64_t at = (i * jump + s * T + k) % (n - 1);
+            int64_t at = ((first + i) * jump + s * T + k) % (n - 1);
             x[i * T + k] = tokens[at];
             t[i * T + k] = tokens[at + 1];
         }
+}
+
+/* ---- data parallelism: one process unless --mpi ---------------------------------------------- */
+
+static int rank = 0, ranks = 1, use_mpi = 0;
+
+/* The sum over the ranks of v (v itself in one process). */
+static double sum_over_ranks(double v) {
+#ifdef TG_WITH_MPI
+    if (use_mpi) {
+        double all = v;
+        CHECK(MPI_Allreduce(&v, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS);
+        return all;
+    }
+#endif
+    return v;
 }
 
 /* Perplexity of tokens[0..n) under the model, B = 1 stream, no recording. */
@@ -257,6 +284,20 @@ static void sample(tg_tape *tape, model *m, const corpus *c, int by_char, int64_
 /* ---- training ---------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) use_mpi |= !strcmp(argv[i], "--mpi");
+    if (use_mpi) {
+#ifdef TG_WITH_MPI
+        MPI_Init(&argc, &argv);
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+        if (rank) CHECK(freopen("/dev/null", "w", stdout)); /* rank 0 speaks for all */
+#else
+        fprintf(stderr, "rnnlm: --mpi needs tapegrad built with MPI (apt-get install libopenmpi-dev, then meson "
+                        "setup -Dmpi=enabled)\n");
+        return 2;
+#endif
+    }
     const char *path = "/usr/share/common-licenses/GPL-3", *save = NULL, *resume = NULL, *model_name = "rnn",
                *opt_name = "sgd";
     int64_t words = 1000, B = 10, E = 100, H = 100, T = 5;
@@ -267,6 +308,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int used = 1;
         if (!strcmp(a, "--char")) by_char = 1, used = 0;
+        else if (!strcmp(a, "--mpi")) used = 0;
         else if (!v) used = -1;
         else if (!strcmp(a, "--corpus")) path = v;
         else if (!strcmp(a, "--words")) words = atoll(v);
@@ -293,7 +335,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "usage: %s [--corpus FILE] [--words N] [--char] [--model rnn|lstm|gru] [--batch B] "
                             "[--embed E] [--hidden H] [--bptt T] [--lr LR] [--epochs K] [--optimizer sgd|adam] "
                             "[--clip C] [--dropout P (0 <= P < 1)] [--seed S] [--valid F (0 <= F < 1)] "
-                            "[--temperature X] [--save FILE] [--resume FILE]\n", argv[0]);
+                            "[--temperature X] [--save FILE] [--resume FILE] [--mpi]\n", argv[0]);
             return 2;
         }
         i += used;
@@ -304,7 +346,11 @@ int main(int argc, char **argv) {
 
     corpus c = read_corpus(path, words, by_char);
     int64_t n_valid = (int64_t)((double)c.n * valid), n = c.n - n_valid, V = c.n_words;
-    int64_t steps_per_epoch = (n - 1) / (B * T);
+    int64_t steps_per_epoch = (n - 1) / (B * T), shard = B / ranks, first = rank * shard;
+    if (B % ranks) {
+        fprintf(stderr, "rnnlm: %d ranks do not divide B = %lld streams\n", ranks, (long long)B);
+        return 2;
+    }
     if (steps_per_epoch < 1) {
         fprintf(stderr, "rnnlm: %lld training tokens are too few for B = %lld streams of T = %lld\n", (long long)n,
                 (long long)B, (long long)T);
@@ -326,8 +372,14 @@ int main(int argc, char **argv) {
         CHECK(tg_checkpoint_load(resume, params, optim) == TG_OK);
         printf("resumed from %s after epoch %lld\n", resume, (long long)(tg_optim_steps(optim) / steps_per_epoch));
     }
+#ifdef TG_WITH_MPI
+    /* every rank starts from rank 0's weights (each drew the same from one seed; after a resume each
+       loaded the same file: the broadcast makes that a guarantee, not a hope) */
+    if (use_mpi) CHECK(tg_mpi_broadcast_params(params, 0, MPI_COMM_WORLD) == TG_OK);
+    if (use_mpi) printf("data parallel: %d ranks of %lld streams each\n", ranks, (long long)shard);
+#endif
 
-    tg_tensor *xs = tg_tensor_new(TG_I64, 2, (int64_t[]){B, T}), *ts = tg_tensor_new(TG_I64, 2, (int64_t[]){B, T});
+    tg_tensor *xs = tg_tensor_new(TG_I64, 2, (int64_t[]){shard, T}), *ts = tg_tensor_new(TG_I64, 2, (int64_t[]){shard, T});
     tg_tape *tape = tg_tape_new();
     CHECK(xs && ts && tape);
     double ppl = NAN;
@@ -336,20 +388,24 @@ int main(int argc, char **argv) {
         double t0 = now_s(), sum = 0;
         for (int64_t s = 0; s < steps_per_epoch; s++) {
             int64_t step = tg_optim_steps(optim);
-            fill_batch(c.ids, n, B, T, step, xs, ts);
-            tg_rng drop;
-            tg_rng_seed(&drop, seed * 0x9E3779B97F4A7C15ull + (uint64_t)step);
+            fill_batch(c.ids, n, B, first, shard, T, step, xs, ts);
+            tg_rng drop; /* each rank its own masks */
+            tg_rng_seed(&drop, seed * 0x9E3779B97F4A7C15ull + (uint64_t)step * 1000003u + (uint64_t)rank);
             tg_tensor *loss = tg_cross_entropy(tape, logits(tape, &m, xs, dropout, &drop), ts, -1);
             CHECK(loss);
             sum += tg_tensor_get(loss, 0);
             tg_params_zero_grad(params);
             CHECK(tg_backward(tape, loss, NULL) == TG_OK);
+#ifdef TG_WITH_MPI
+            if (use_mpi) CHECK(tg_mpi_allreduce_grads(params, MPI_COMM_WORLD) == TG_OK); /* before clipping */
+#endif
             if (clip > 0) tg_params_clip_grad_norm(params, clip);
             CHECK(tg_optim_step(optim) == TG_OK);
             tg_tape_reset(tape);
         }
         double dt = now_s() - t0;
-        ppl = exp(sum / (double)steps_per_epoch);
+        ppl = exp(sum_over_ranks(sum) / ranks / (double)steps_per_epoch);
+        dt = sum_over_ranks(dt) / ranks;
         printf("epoch %3d/%d  perplexity %8.2f  %8.0f tokens/s", epoch + 1, epochs, ppl,
                (double)(steps_per_epoch * B * T) / (dt > 0 ? dt : 1e-9));
         if (n_valid > T && (epoch + 1 == epochs || (epoch + 1) % 10 == 0))
@@ -361,7 +417,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < tg_params_count(params); i++)
         fingerprint = fingerprint * 31 + tg_tensor_hash(tg_params_at(params, i, NULL));
     printf("final training perplexity %.3f; parameters' fingerprint %016llx\n", ppl, (unsigned long long)fingerprint);
-    if (save) {
+    if (save && rank == 0) {
         CHECK(tg_checkpoint_save(save, params, optim) == TG_OK);
         printf("saved %s\n", save);
     }
@@ -376,5 +432,8 @@ int main(int argc, char **argv) {
     model_free(&m);
     for (int i = 0; i < c.n_words; i++) free(c.words[i]);
     free(c.words), free(c.ids);
+#ifdef TG_WITH_MPI
+    if (use_mpi) MPI_Finalize();
+#endif
     return 0;
 }
