@@ -60,6 +60,10 @@ static int null_arg(const char *fn, const char *name, const void *p) {
     return 1;
 }
 
+/* A tensor argument: NULL as above, and an output of an ended recording refused (TG_ESTATE) before
+   its data, which the next recording owns, is read. */
+static int bad_tensor(const char *fn, const char *name, const tg_tensor *t) { return tg__arg(fn, name, t) != TG_OK; }
+
 static int same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
     if (tg_tensor_ndim(t) != ndim) return 0;
     for (int i = 0; i < ndim; i++)
@@ -70,7 +74,7 @@ static int same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
 /* Declared in rnn_internal.h: rnn_ref.c checks its parameters here too. */
 int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (null_arg(fn, "Wx", Wx) || null_arg(fn, "Wh", Wh) || null_arg(fn, "b", b)) return 1;
+    if (bad_tensor(fn, "Wx", Wx) || bad_tensor(fn, "Wh", Wh) || bad_tensor(fn, "b", b)) return 1;
     if (tg_tensor_ndim(Wx) != 2) {
         tg__fail(TG_ESHAPE, "%s: Wx is %s, want 2 dims (D,H)", fn,
                  tg__shape_str(tg_tensor_ndim(Wx), tg_tensor_shape(Wx), s1));
@@ -100,11 +104,21 @@ int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh,
 
 /* ---- the cell -------------------------------------------------------------------------------- */
 
+/* The seed's order, t = h_prev @ Wh + x @ Wx + b, one statement each: C leaves the order of a call's
+   arguments open, and the tape (and its printout) should read the same everywhere. The arguments are
+   checked by the caller. */
+static tg_tensor *cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b) {
+    tg_tensor *hWh = tg_matmul(tape, h_prev, Wh);
+    tg_tensor *xWx = tg_matmul(tape, x, Wx);
+    tg_tensor *t = tg_add(tape, tg_add(tape, hWh, xWx), b);
+    return tg_tanh(tape, t);
+}
+
 tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *Wx, tg_tensor *Wh,
                        tg_tensor *b) {
     static const char fn[] = "tg_rnn_cell";
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR], s3[TG__SHAPE_STR];
-    if (null_arg(fn, "tape", tape) || null_arg(fn, "x", x) || null_arg(fn, "h_prev", h_prev) ||
+    if (null_arg(fn, "tape", tape) || bad_tensor(fn, "x", x) || bad_tensor(fn, "h_prev", h_prev) ||
         tg__rnn_bad_params(fn, Wx, Wh, b))
         return NULL;
     /* The ops would catch these too, but in terms of (4,3) @ (5,2); the RNN's letters say which
@@ -130,12 +144,9 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
                  tg__dtype_name(tg_tensor_dtype(Wx)));
         return NULL;
     }
-    /* The seed's order, t = h_prev @ Wh + x @ Wx + b, one statement each: C leaves the order of a
-       call's arguments open, and the tape (and its printout) should read the same everywhere. */
-    tg_tensor *hWh = tg_matmul(tape, h_prev, Wh);
-    tg_tensor *xWx = tg_matmul(tape, x, Wx);
-    tg_tensor *t = tg_add(tape, tg_add(tape, hWh, xWx), b);
-    return tg_tanh(tape, t);
+    tg_tensor *h = cell(tape, x, h_prev, Wx, Wh, b);
+    if (!h) tg__context("%s: ", fn);
+    return h;
 }
 
 /* ---- TimeRNN --------------------------------------------------------------------------------- */
@@ -214,7 +225,9 @@ static tg_status size_buffers(tg_time_rnn *layer, int64_t N, int *leaf) {
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_rnn_forward";
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (null_arg(fn, "tape", tape) || null_arg(fn, "layer", layer) || null_arg(fn, "xs", xs)) return NULL;
+    if (null_arg(fn, "tape", tape) || null_arg(fn, "layer", layer) || bad_tensor(fn, "xs", xs)) return NULL;
+    /* The borrowed weights may be op outputs, kept since the layer was made: checked again here. */
+    if (tg__rnn_bad_params(fn, layer->Wx, layer->Wh, layer->b)) return NULL;
     if (tg_tensor_ndim(xs) != 3 || tg_tensor_shape(xs)[2] != layer->D) {
         tg__fail(TG_ESHAPE, "%s: xs is %s but Wx is %s: want xs (N,T,D) with D = %lld", fn,
                  tg__shape_str(tg_tensor_ndim(xs), tg_tensor_shape(xs), s1),
@@ -246,22 +259,33 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     tg_zero_grad(zero); /* dh starts from this forward (tg_time_rnn_dh says what it sums) */
     layer->last = leaf;
     tg_tensor *h = zero;
-    if (layer->has_state) h = tg_add(tape, zero, tg_detach(tape, layer->state));
+    if (layer->has_state && !(h = tg_add(tape, zero, tg_detach(tape, layer->state)))) {
+        tg__context("%s: the initial state: ", fn);
+        return NULL;
+    }
 
     /* One cell per step, as the seed's loop; hs[:, t, :] = h becomes a stack of the T h's. The list
        lives in the tape's arena, so a warm training loop does no malloc here. */
-    tg_tensor **steps = h ? tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0) : NULL;
-    if (h && !steps) {
+    tg_tensor **steps = tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0);
+    if (!steps) {
         tg__fail(TG_ENOMEM, "%s: out of memory for a list of T = %lld steps", fn, (long long)T);
         return NULL;
     }
-    for (int64_t t = 0; h && t < T; t++) {
-        h = tg_rnn_cell(tape, tg_select(tape, xs, 1, t), h, layer->Wx, layer->Wh, layer->b);
-        if (h) steps[t] = h;
+    /* xs and the weights are checked above, so the cell's own checks would only repeat them per step;
+       an op failing inside (out of memory, a non-finite value) is told with the step it failed at. */
+    for (int64_t t = 0; t < T; t++) {
+        tg_tensor *x = tg_select(tape, xs, 1, t);
+        if (!x || !(h = cell(tape, x, h, layer->Wx, layer->Wh, layer->b))) {
+            tg__context("%s: step %lld: ", fn, (long long)t);
+            return NULL;
+        }
+        steps[t] = h;
     }
-    if (!h) return NULL;
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
-    if (!hs) return NULL;
+    if (!hs) {
+        tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
+        return NULL;
+    }
 
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
     if (layer->stateful) {
@@ -275,7 +299,7 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
 tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h) {
     static const char fn[] = "tg_time_rnn_set_state";
     char s1[TG__SHAPE_STR];
-    if (null_arg(fn, "layer", layer) || null_arg(fn, "h", h)) return tg_last_status();
+    if (null_arg(fn, "layer", layer) || bad_tensor(fn, "h", h)) return tg_last_status();
     if (tg_tensor_ndim(h) != 2 || tg_tensor_shape(h)[1] != layer->H)
         return tg__fail(TG_ESHAPE, "%s: h is %s, want (N,H) with H = %lld", fn,
                         tg__shape_str(tg_tensor_ndim(h), tg_tensor_shape(h), s1), (long long)layer->H);
