@@ -264,7 +264,7 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out) {
         fputs("[]\n", out);
     } else {
         /* Only now: an empty tensor's other dims may be huge, and their product overflow (fuzz_ops found
-           (9223372036854775807,7,0)). A full tensor's strides are at most its element count. */
+           (0,7,9223372036854775807)). A full tensor's strides are at most its element count. */
         int64_t stride[TG_MAX_DIMS], s = 1;
         for (int d = t->ndim - 1; d >= 0; d--) stride[d] = s, s *= t->shape[d];
         print_axis(out, t, 0, 0, stride, t->numel > 1000);
