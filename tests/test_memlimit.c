@@ -1,4 +1,4 @@
-/* Memory limits: children under setrlimit(RLIMIT_AS), the address-space budget a container or a batch
+/* Memory limits: children under setrlimit(RLIMIT_AS), the address-space budget that ulimit -v or a batch
  * system gives a job. A workload larger than the limit must fail with TG_ENOMEM and a message, and the
  * process must go on (no crash, no abort); and a TimeRNN whose tape fits only because the arena retries a
  * failed doubling at the size it needs (core/tape.c) must succeed. Each scenario runs in a forked child,

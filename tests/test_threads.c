@@ -2,8 +2,9 @@
  * the same model at once; every thread must end bit for bit where a sequential run ends. The inputs are
  * one set of leaves that all threads read, and evaluation reads one set of parameters from every thread at
  * once, which the headers allow (core/tapegrad.h's memory model). Then every thread fails at once, each in
- * its own way, and must read its own status and message. A plain main(), not Criterion, so that the
- * ThreadSanitizer build (README's test command) can run it: Criterion's runner is not TSan-clean. */
+ * its own way, and must read its own status and message. A plain main(), not Criterion, so that under
+ * ThreadSanitizer (build-tsan in README's test command) only these threads and tapegrad run, without a
+ * test runner's processes and threads around them. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
