@@ -43,6 +43,16 @@ tg_status tg_set_error(tg_status status, const char *fmt, ...) {
     return status;
 }
 
+tg_status tg__context(const char *fmt, ...) {
+    char prefix[160], inner[sizeof last_message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(inner, last_message, sizeof inner);
+    return tg__fail(last_status, "%s%s", prefix, inner);
+}
+
 tg_status tg__null(const char *fn, const char *name) {
     return last_status ? last_status : tg__fail(TG_EINVAL, "%s: %s is NULL", fn, name);
 }

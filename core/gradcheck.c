@@ -393,6 +393,12 @@ static int validate(gc *g) {
                 return gc_abort(g, TG_OK, "inputs[%d] is NULL: %s", i, tg_last_error());
             return gc_abort(g, TG_EINVAL, "inputs[%d] is NULL", i);
         }
+    for (int i = 0; i < g->n_in; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "inputs[%d]", i);
+        if (tg__stale(g->fn, what, g->in[i])) /* its message is the thread's; the report repeats it */
+            return gc_abort(g, TG_OK, "%s is an output of a recording that tg_tape_reset ended", what);
+    }
     if (!(o->eps > 0 && isfinite(o->eps)))
         return gc_abort(g, TG_EINVAL, "opts->eps is %g; need a finite step > 0", o->eps);
     if (!(o->atol >= 0 && isfinite(o->atol) && o->rtol >= 0 && isfinite(o->rtol)))

@@ -65,7 +65,6 @@ static tg_status restate(const char *fn, const char *path) {
     return tg__fail(tg_last_status(), "%s: %s: %s", fn, path, why);
 }
 
-/* numel x size, or UINT64_MAX when that overflows, which no real byte count equals. */
 /* The one place that names dtypes in files: .npy's descr and safetensors' dtype string. */
 static const struct {
     tg_dtype dtype;
@@ -86,12 +85,15 @@ static int dtype_from(const char *name, int st, tg_dtype *dtype) {
     return 0;
 }
 
+/* numel x size, or UINT64_MAX when that overflows, which no real byte count equals (it is odd; sizes are
+   4 and 8). Messages say "overflows" rather than print it. */
+#define OVERFLOWS UINT64_MAX
 static uint64_t nbytes(int ndim, const int64_t *shape, size_t size) {
     uint64_t n = size;
     for (int i = 0; i < ndim; i++)
         if (shape[i] == 0) return 0;
     for (int i = 0; i < ndim; i++) {
-        if (n > UINT64_MAX / (uint64_t)shape[i]) return UINT64_MAX;
+        if (n > UINT64_MAX / (uint64_t)shape[i]) return OVERFLOWS;
         n *= (uint64_t)shape[i];
     }
     return n;
@@ -379,6 +381,9 @@ static tg_status npy_parse(const char *path, const unsigned char *buf, size_t le
     uint64_t want = nbytes(h.ndim, h.shape, tg__dsize(dtype)), have = len - pre - hlen;
     if (want != have) {
         char s[TG__SHAPE_STR];
+        if (want == OVERFLOWS)
+            return bad(fn, path, "header says shape %s of '%s', whose byte count overflows 64 bits (%" PRIu64
+                       " data bytes follow)", tg__shape_str(h.ndim, h.shape, s), h.descr, have);
         return bad(fn, path,
                    "header says shape %s of '%s', %" PRIu64 " bytes, but %" PRIu64 " data bytes follow",
                    tg__shape_str(h.ndim, h.shape, s), h.descr, want, have);
@@ -400,7 +405,8 @@ tg_tensor *tg_load_npy(const char *path) {
 
 tg_status tg_save_npy(const char *path, tg_tensor *t) {
     if (!path) return tg__null("tg_save_npy", "path");
-    if (!t) return tg__null("tg_save_npy", "t");
+    tg_status st = tg__arg("tg_save_npy", "t", t);
+    if (st) return st;
     /* Byte for byte what np.save writes: the dict, then spaces and '\n' up to a multiple of 64 bytes.
        (NumPy 1.24 also leaves room for the first dim to grow to 21 digits, and pads a whole 64 bytes
        when already aligned; for any shape NumPy can hold, neither changes the 128-byte header.) Eight
@@ -477,6 +483,9 @@ static tg_status st_entry_parse(const char *fn, const char *path, const cJSON *j
     uint64_t want = nbytes(e->ndim, e->shape, tg__dsize(e->dtype));
     if (e->end - e->begin != want) {
         char s[TG__SHAPE_STR];
+        if (want == OVERFLOWS)
+            return bad(fn, path, "tensor '%s' of %s and shape %s has a byte count that overflows 64 bits", name,
+                       dt->valuestring, tg__shape_str(e->ndim, e->shape, s));
         return bad(fn, path,
                    "tensor '%s' of %s and shape %s needs %" PRIu64 " bytes, data_offsets [%" PRIu64
                    ", %" PRIu64 "] hold %" PRIu64,
@@ -598,6 +607,30 @@ static tg_status st_meta_pairs(const char *fn, const char *path, const cJSON *me
     return TG_OK;
 }
 
+/* cJSON decodes "a\u0000b" into a C string that reads "a", and keeps a raw control byte as it is (a
+   raw NUL truncating the same way): a name, dtype or metadata value with a NUL would load as another.
+   JSON forbids raw control bytes in strings and a C string cannot hold a NUL, so either is refused.
+   json is a whole JSON text cJSON accepted, so quotes and escapes pair up. The offending string's start
+   into *at; 0 when there is none, else 1 for an escaped NUL, 2 for a raw control byte. */
+static int nul_in_string(const char *json, size_t n, size_t *at) {
+    size_t start = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)json[i];
+        if (!in_str) {
+            if (ch == '"') in_str = 1, start = i;
+        } else if (ch == '"') {
+            in_str = 0;
+        } else if (ch < 0x20) {
+            return *at = start, 2;
+        } else if (ch == '\\') {
+            if (i + 5 < n && !memcmp(json + i + 1, "u0000", 5)) return *at = start, 1;
+            i++; /* the escaped character, which may be a quote */
+        }
+    }
+    return 0;
+}
+
 static tg_status st_parse(const char *fn, const char *path, const unsigned char *buf, size_t len,
                           char ***names_out, tg_tensor ***tensors_out, int *n_out, char ***meta_out,
                           int *n_meta_out) {
@@ -638,6 +671,11 @@ static tg_status st_parse(const char *fn, const char *path, const unsigned char 
             at++;
         if (at < hlen)
             st = bad(fn, path, "the header has bytes after the JSON object at byte %zu: \"%s\"", at,
+                     snippet(hdr + at, hlen - at, snip));
+        int nul = st ? 0 : nul_in_string(json, at, &at);
+        if (nul)
+            st = bad(fn, path, "the header has a string with %s at byte %zu: \"%s\" (a name or value cannot "
+                     "hold one)", nul == 1 ? "an escaped NUL (\\u0000)" : "a raw control byte", at,
                      snippet(hdr + at, hlen - at, snip));
     }
     tg__free(json);
@@ -779,7 +817,10 @@ tg_status tg__save_safetensors_meta(const char *fn, const char *path, const char
         if (!names[i][0]) return tg__fail(TG_EINVAL, "%s: names[%d] is empty", fn, i);
         if (!strcmp(names[i], "__metadata__"))
             return tg__fail(TG_EINVAL, "%s: names[%d] is \"__metadata__\", which the format reserves", fn, i);
-        if (!tensors[i]) return null_elem(fn, "tensors", i);
+        char what[32];
+        snprintf(what, sizeof what, "tensors[%d]", i);
+        tg_status st = tg__arg(fn, what, tensors[i]);
+        if (st) return st;
         for (int j = 0; j < i; j++)
             if (!strcmp(names[i], names[j]))
                 return tg__fail(TG_EINVAL, "%s: names[%d] and names[%d] are both \"%s\"", fn, j, i, names[i]);

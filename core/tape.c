@@ -4,6 +4,42 @@
 #include <xxhash.h>
 #include "tg_internal.h"
 
+/* Redzones. Every arena block is one slice of a big malloc, so a write one past a block's end lands in
+   the next block, where neither AddressSanitizer nor valgrind can see it. Instrumented runs leave a
+   poisoned gap after each block and poison what is not handed out (the rest of a chunk, and every
+   chunk after a reset, so a kept output's data reads as poisoned too). The valgrind requests cost a
+   few instructions outside valgrind, so they are compiled in whenever the header exists. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TG__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TG__ASAN 1
+#endif
+#endif
+#ifdef TG__ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+#ifdef TG_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_NOACCESS(p, n) 0
+#define VALGRIND_MAKE_MEM_UNDEFINED(p, n) 0
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+static void poison(void *p, size_t n) {
+    ASAN_POISON_MEMORY_REGION(p, n);
+    (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
+}
+
+static void unpoison(void *p, size_t n) {
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+    (void)VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+}
+
 /* Arena chunks hold op outputs' data and gradients. Tensor headers live apart, in blocks that are
    never freed before the tape, in two pools that successive recordings alternate between: an output
    kept past a reset (the last step's h, say) still reads its own header, whose gen no longer matches,
@@ -11,7 +47,7 @@
 typedef struct chunk {
     struct chunk *next;
     size_t size, used;
-    char *base;
+    char *base; /* CHUNK_HEAD bytes past the chunk's start, so 64-byte aligned as the malloc is */
 } chunk;
 
 #define HEADER_BLOCK 256
@@ -35,9 +71,10 @@ struct tg_tape {
     int grad_enabled; /* 0: ops compute and record nothing (tg_tape_set_grad_enabled) */
     uint64_t gen;  /* bumped by every reset */
     int done;      /* backward has run on this recording */
+    size_t redzone; /* poisoned bytes after each block: REDZONE under ASan or valgrind, else 0 */
 };
 
-enum { MIN_CHUNK = 1 << 20 };
+enum { MIN_CHUNK = 1 << 20, CHUNK_HEAD = 64, REDZONE = 64 };
 
 tg_tape *tg_tape_new(void) {
     tg_tape *tape = tg__calloc(sizeof *tape);
@@ -48,12 +85,26 @@ tg_tape *tg_tape_new(void) {
     tape->checks = TG_CHECK_SAVED;
     tape->grad_enabled = 1;
     tape->gen = 1;
+#ifdef TG__ASAN
+    tape->redzone = REDZONE;
+#else
+    tape->redzone = RUNNING_ON_VALGRIND ? REDZONE : 0;
+#endif
     return tape;
+}
+
+static chunk *new_chunk(size_t size, chunk *next) {
+    chunk *c = tg__malloc(CHUNK_HEAD + size);
+    if (!c) return NULL;
+    *c = (chunk){.next = next, .size = size, .base = (char *)c + CHUNK_HEAD};
+    poison(c->base, size);
+    return c;
 }
 
 static void free_chunks(chunk *c) {
     while (c) {
         chunk *next = c->next;
+        unpoison(c->base, c->size); /* the allocator may hand these bytes out again, to anyone */
         tg__free(c);
         c = next;
     }
@@ -67,12 +118,12 @@ void tg_tape_reset(tg_tape *tape) {
         size_t total = 0;
         for (chunk *c = tape->chunks; c; c = c->next) total += c->size;
         free_chunks(tape->chunks);
-        tape->chunks = NULL;
-        chunk *c = tg__malloc(sizeof *c + total);
-        if (c) *c = (chunk){.size = total, .base = (char *)(c + 1)};
-        tape->chunks = c; /* on failure the next recording starts growing again */
+        tape->chunks = new_chunk(total, NULL); /* on failure the next recording starts growing again */
     }
-    if (tape->chunks) tape->chunks->used = 0;
+    if (tape->chunks) {
+        poison(tape->chunks->base, tape->chunks->used);
+        tape->chunks->used = 0;
+    }
     tape->n_nodes = 0;
     tape->done = 0;
     tape->gen++;
@@ -116,6 +167,11 @@ int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
     tg__fail(TG_ESTATE, "%s: %s is an output of a recording that tg_tape_reset ended", fn, what);
     return 1;
 }
+
+tg_status tg__arg(const char *fn, const char *what, const tg_tensor *t) {
+    if (!t) return tg__null(fn, what);
+    return tg__stale(fn, what, t) ? TG_ESTATE : TG_OK;
+}
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
 
 int64_t tg_tape_memory(const tg_tape *tape) {
@@ -125,18 +181,21 @@ int64_t tg_tape_memory(const tg_tape *tape) {
 }
 
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
-    size = (size + 63) & ~(size_t)63; /* keeps every block 64-byte aligned (chunk bases are) */
+    /* Rounding keeps every block 64-byte aligned (chunk bases are); the redzone follows the rounding. */
+    size_t step = ((size + 63) & ~(size_t)63) + tape->redzone;
     chunk *c = tape->chunks;
-    if (!c || c->size - c->used < size) {
-        size_t want = size > MIN_CHUNK ? size : MIN_CHUNK;
-        if (c && want < 2 * c->size) want = 2 * c->size;
-        chunk *n = tg__malloc(sizeof *n + want);
+    if (!c || c->size - c->used < step) {
+        /* Doubling keeps the chunks few (log of the recording's size), but only as a preference: when
+           memory is short, the doubled chunk may not fit where the block itself still does. */
+        size_t need = step > MIN_CHUNK ? step : MIN_CHUNK, want = c && 2 * c->size > need ? 2 * c->size : need;
+        chunk *n = new_chunk(want, c);
+        if (!n && want > need) n = new_chunk(need, c);
         if (!n) return NULL;
-        *n = (chunk){.next = c, .size = want, .base = (char *)(n + 1)};
         tape->chunks = c = n;
     }
-    void *p = c->base + c->used;
-    c->used += size;
+    char *p = c->base + c->used;
+    c->used += step;
+    unpoison(p, size);
     if (zero) memset(p, 0, size);
     return p;
 }
@@ -194,8 +253,7 @@ static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tens
         int index = i < 32 && ((op->index_inputs >> i) & 1u);
         if (in[i]->tape && in[i]->tape != tape)
             return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, name), 1;
-        if (in[i]->tape && in[i]->gen != tape->gen)
-            return tg__fail(TG_ESTATE, "%s: %s belongs to a recording that tg_tape_reset ended", fn, name), 1;
+        if (tg__stale(fn, name, in[i])) return 1;
         if (index && in[i]->dtype != TG_I64)
             return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, name, tg__dtype_name(in[i]->dtype)), 1;
         if (index) continue;
@@ -479,7 +537,9 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
 }
 
 tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t) {
-    if (!tape || !t) return tg__null("tg_retain_grad", tape ? "t" : "tape");
+    if (!tape) return tg__null("tg_retain_grad", "tape");
+    tg_status st = tg__arg("tg_retain_grad", "t", t);
+    if (st) return st;
     if (t->tape != tape || t->gen != tape->gen)
         return tg__fail(TG_EINVAL, "tg_retain_grad: t is not an output of this tape's current recording");
     if (!(t->flags & TG__NEEDS))

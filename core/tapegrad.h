@@ -16,9 +16,27 @@
  *     tg_tensor_free(x); tg_tensor_free(W); tg_tensor_free(b);
  *
  * Memory model: leaves are the caller's; op outputs are the tape's, freed all at once by
- * tg_tape_reset or tg_tape_free. Headers: tg_error.h (status), tg_tensor.h, tg_rng.h, tg_tape.h,
+ * tg_tape_reset or tg_tape_free. An output kept past the reset that ended its recording is refused by
+ * every function (TG_ESTATE), never read: its data belongs to the next recording, or was freed.
+ *
+ * Threads. The library keeps no global state but each thread's error (thread-local: a thread reads its
+ * own status and message, whatever the others do) and cJSON's allocator hooks (set once, thread-safely).
+ * Nothing is locked, so what may be shared is said here:
+ *   - a tape and what it records belong to one thread at a time; so do a tg_time_rnn, tg_time_lstm or
+ *     tg_time_gru (forward updates its state and leaves), a tg_rng (each draw advances it, tg_dropout's included), and a tg_params list
+ *     with the optimizers over it;
+ *   - a leaf (tg_tensor_new, tg_param_new, a loaded tensor) may be an input of ops on several threads'
+ *     tapes at once, as long as no thread writes it meanwhile. Writing means its data (tg_tensor_data,
+ *     tg_tensor_set, the fills, tg_optim_step, tg_checkpoint_load) and, for a parameter, its gradient,
+ *     which tg_backward writes for every parameter it reaches (and tg_zero_grad, the clipping). So threads
+ *     that train at once need parameters of their own, and one set of parameters may be evaluated by
+ *     several threads at once (forward only: no tg_backward reaching it);
+ *   - separate objects on separate threads never interfere: tests/test_threads.c trains one model per
+ *     thread, bit for bit as a sequential run, under ThreadSanitizer.
+ *
+ * Headers: tg_error.h (status), tg_tensor.h, tg_rng.h, tg_tape.h,
  * tg_ops.h, tg_gradcheck.h, tg_io.h, tg_train.h (parameter lists, optimizers, checkpoints), tg_rnn.h,
- * tg_lstm.h.
+ * tg_lstm.h; tg_mpi.h apart (MPI builds only).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H

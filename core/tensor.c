@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 #include "tg_internal.h"
 
@@ -22,6 +23,16 @@ void tg__alloc_fail_at(int64_t k) {
 }
 int64_t tg__alloc_count(void) { return alloc_calls; }
 
+static _Thread_local uint64_t memory_override;
+void tg__alloc_set_memory(uint64_t bytes) { memory_override = bytes; }
+
+/* The machine's physical memory in bytes (0 when the system does not say). */
+static uint64_t machine_memory(void) {
+    if (memory_override) return memory_override;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
 void *tg__malloc(size_t size) {
     void *p = NULL;
     if (alloc_fail_at > 0 && ++alloc_calls == alloc_fail_at) {
@@ -29,6 +40,15 @@ void *tg__malloc(size_t size) {
         return NULL;
     }
     if (alloc_fail_at <= 0) alloc_calls++;
+    /* Everything tapegrad allocates is written in full (zero-filled, or computed), so a block larger than
+       the machine's memory can never be used. Overcommitting kernels grant it anyway and the OOM killer
+       ends the process while it is being filled: refusing it here is a TG_ENOMEM instead. (A block under
+       64 MiB, which fits any machine this runs on, is not checked: sysconf costs a system call.) */
+    uint64_t mem = size >= (size_t)1 << 26 ? machine_memory() : 0;
+    if (mem && (uint64_t)size > mem) {
+        alloc_failed = 1;
+        return NULL;
+    }
     /* aligned_alloc wants a multiple of the alignment; 64 bytes is a cache line and an AVX-512 row. */
     if (size <= SIZE_MAX - 63) {
         size_t rounded = (size + 63) & ~(size_t)63;
@@ -132,8 +152,7 @@ tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape, const 
 }
 
 tg_tensor *tg_tensor_clone(const tg_tensor *t) {
-    if (!t) return tg__null("tg_tensor_clone", "t"), NULL;
-    if (tg__stale("tg_tensor_clone", "t", t)) return NULL;
+    if (tg__arg("tg_tensor_clone", "t", t)) return NULL;
     return tg_tensor_from(t->dtype, t->ndim, t->shape, t->data);
 }
 
@@ -157,7 +176,7 @@ void tg_zero_grad(tg_tensor *t) {
 }
 
 uint64_t tg_tensor_hash(const tg_tensor *t) {
-    if (!t) return 0;
+    if (!t || tg__stale("tg_tensor_hash", "t", t)) return 0;
     /* dtype and shape are hashed too: a (2,3) and a (3,2) of equal bytes are different tensors. */
     int64_t head[2 + TG_MAX_DIMS] = {(int64_t)t->dtype, t->ndim};
     memcpy(head + 2, t->shape, (size_t)t->ndim * sizeof(int64_t));
@@ -241,11 +260,15 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out) {
     if (!t || !out) return tg__null("tg_tensor_print", t ? "out" : "t");
     if (tg__stale("tg_tensor_print", "t", t)) return TG_ESTATE;
     fprintf(out, "tensor %s %s\n", tg__dtype_name(t->dtype), tg__shape_str(t->ndim, t->shape, sb));
-    int64_t stride[TG_MAX_DIMS];
-    int64_t s = 1;
-    for (int d = t->ndim - 1; d >= 0; d--) stride[d] = s, s *= t->shape[d];
-    if (t->numel == 0 && t->ndim) fputs("[]", out);
-    else print_axis(out, t, 0, 0, stride, t->numel > 1000);
-    fputc('\n', out);
+    if (t->numel == 0 && t->ndim) {
+        fputs("[]\n", out);
+    } else {
+        /* Only now: an empty tensor's other dims may be huge, and their product overflow (fuzz_ops found
+           (0,7,9223372036854775807)). A full tensor's strides are at most its element count. */
+        int64_t stride[TG_MAX_DIMS], s = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) stride[d] = s, s *= t->shape[d];
+        print_axis(out, t, 0, 0, stride, t->numel > 1000);
+        fputc('\n', out);
+    }
     return ferror(out) ? tg__fail(TG_EIO, "tg_tensor_print: writing failed") : TG_OK;
 }

@@ -24,8 +24,8 @@
  * (the report's message says the same): TG_EINVAL for a NULL f, inputs or ref, n_inputs < 1, a NULL
  * input (an earlier failure's error is kept), eps <= 0 or tolerances < 0 or not finite, no input that
  * needs a gradient, an input that needs one but is an op output, or f returning NULL without an
- * error; TG_EDTYPE for f32 inputs without allow_f32; TG_ESHAPE when f's output changes dtype or
- * shape between calls; TG_ENOMEM. When f or tg_backward fail, their status and message are kept
+ * error; TG_ESTATE for an input that is an output of an ended recording; TG_EDTYPE for f32 inputs
+ * without allow_f32; TG_ESHAPE when f's output changes dtype or shape between calls; TG_ENOMEM. When f or tg_backward fail, their status and message are kept
  * (the report adds which call failed); a reference that fails sets the status it returned.
  */
 #ifndef TG_GRADCHECK_H

@@ -100,6 +100,11 @@ int64_t tg__prod(const int64_t *d, int from, int to);
 
 /* errors (core/error.c): the one place every failure passes through */
 tg_status tg__fail(tg_status status, const char *fmt, ...);
+/* Puts a context before this thread's message, keeping its status, and returns the status: a composed
+   function (a layer) names itself and where it was, as "tg_time_rnn_forward: step 17: " before
+   "tg_tanh: out of memory ...", which alone would not say which layer or step ran out. Every layer
+   does this for failures of the ops it runs (TimeRNN: per step; an LSTM or GRU should too). */
+tg_status tg__context(const char *fmt, ...);
 /* For a NULL argument: TG_EINVAL "fn: name is NULL", unless an earlier failure is pending, whose
    status is returned and whose message kept: a NULL is most often what that failure returned. */
 tg_status tg__null(const char *fn, const char *name);
@@ -126,6 +131,9 @@ void *tg__calloc(size_t size);
 void tg__free(void *p);
 void tg__alloc_fail_at(int64_t k);
 int64_t tg__alloc_count(void);
+/* tg__malloc refuses a block larger than the machine's physical memory. Tests set the figure it goes by
+   (thread-local; 0: the machine's own), to see a refusal without a request that large. */
+void tg__alloc_set_memory(uint64_t bytes);
 /* Whether a tg__malloc on this thread has returned NULL since the last call with reset set, which then
    clears it: tells a library's NULL that means out of memory (cJSON's) from one that means bad input. */
 int tg__alloc_failed(int reset);
@@ -193,5 +201,12 @@ void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__nod
    ended. Only the last ended recording is told for sure: headers alternate between two pools, so an
    output two resets old may stand in a header the current recording reuses. */
 int tg__stale(const char *fn, const char *what, const tg_tensor *t);
+/* The one check of a tensor argument that every public function runs before touching the tensor's
+   data: TG_OK, or tg__null's status for NULL (an earlier failure is kept), or TG_ESTATE for an output
+   of an ended recording, whose data the next recording owns or the reset freed. Either way the message
+   names fn and what ("tg_time_rnn_set_state: h is an output of a recording that tg_tape_reset ended").
+   A layer's state setter (TimeRNN's, and any LSTM's or GRU's) checks its tensors with it too.
+   (Such an output is memory-safe to refuse: headers live until tg_tape_free; only data moves.) */
+tg_status tg__arg(const char *fn, const char *what, const tg_tensor *t);
 
 #endif

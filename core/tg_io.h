@@ -25,19 +25,23 @@
 #include "tg_tensor.h"
 
 /* Writes t (f32 as '<f4', f64 as '<f8', C order) to path, as np.save does. TG_EINVAL (NULL path or t),
-   TG_EIO (the message names the path and the OS's reason), TG_ENOMEM. */
+   TG_ESTATE (t an output of an ended recording), TG_EIO (the message names the path and the OS's
+   reason), TG_ENOMEM. */
 tg_status tg_save_npy(const char *path, tg_tensor *t);
 /* Reads a tensor the caller owns (no gradient). NULL with TG_EINVAL, TG_EIO, TG_EFORMAT or TG_ENOMEM. */
 tg_tensor *tg_load_npy(const char *path);
 
 /* Writes n tensors under n distinct, non-empty names. The header's __metadata__ holds each tensor's
    XXH3-64 (tg_tensor_hash, as 16 hex digits, key "xxh3:<name>"), checked on load. TG_EINVAL (NULL,
-   empty, duplicate or "__metadata__" name), TG_EIO, TG_ENOMEM. The data is in the given order. */
+   empty, duplicate or "__metadata__" name), TG_ESTATE (an output of an ended recording), TG_EIO,
+   TG_ENOMEM. The data is in the given order. */
 tg_status tg_save_safetensors(const char *path, const char *const *names, tg_tensor *const *tensors,
                               int n);
 /* Loads every tensor; *names_out and *tensors_out are arrays of *n_out, in the file's data order,
    freed with tg_safetensors_free (NULL when the file holds none). On failure the outputs are NULL/0.
-   TG_EINVAL, TG_EIO, TG_EFORMAT, TG_ENOMEM. A file without xxh3 keys (another writer's) loads unchecked. */
+   TG_EINVAL, TG_EIO, TG_EFORMAT, TG_ENOMEM. A file without xxh3 keys (another writer's) loads unchecked.
+   A string of the header holding a NUL ("a\u0000b") or a raw control byte is TG_EFORMAT: a C string
+   would cut the name short, and JSON forbids the latter. */
 tg_status tg_load_safetensors(const char *path, char ***names_out, tg_tensor ***tensors_out,
                               int *n_out);
 void tg_safetensors_free(char **names, tg_tensor **tensors, int n);

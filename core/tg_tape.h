@@ -19,7 +19,8 @@
  *     }
  *     tg_tape_free(tape);
  *
- * A tape is not shared between threads; several threads may each use their own.
+ * A tape is not shared between threads; several threads may each use their own, and read the same leaves
+ * (tapegrad.h's memory model says when).
  */
 #ifndef TG_TAPE_H
 #define TG_TAPE_H
@@ -37,8 +38,9 @@ typedef struct tg_tape tg_tape;
 tg_tape *tg_tape_new(void);
 /* Frees every op output and intermediate gradient of the recording and forgets its nodes; keeps
    the arena for the next recording. Leaves and their gradients are untouched. An op output kept past
-   the reset must not be used again: handed to an op or to tg_backward in the next recording it is
-   refused with TG_ESTATE; older ones are not reliably detected. */
+   the reset must not be used again: handed to any function (an op, tg_backward, a layer, a saver, an
+   accessor) in the next recording it is refused with TG_ESTATE; older ones are not reliably told
+   apart from the current recording's (but never read freed memory while the tape lives). */
 void tg_tape_reset(tg_tape *tape);
 /* tg_tape_reset, then frees the tape itself. NULL is ignored. */
 void tg_tape_free(tg_tape *tape);
@@ -58,7 +60,8 @@ int tg_tape_grad_enabled(const tg_tape *tape);
 /* Number of nodes recorded since the last reset; 0 for a NULL tape. */
 int64_t tg_tape_size(const tg_tape *tape);
 /* Bytes of the arena the current recording uses: op outputs, intermediate gradients and node lists.
-   What a step costs in memory, for benchmarks and budgets; 0 for a NULL tape. */
+   What a step costs in memory, for benchmarks and budgets; 0 for a NULL tape. (Under AddressSanitizer
+   or valgrind it includes the 64-byte redzone left after each block.) */
 int64_t tg_tape_memory(const tg_tape *tape);
 
 /* Backpropagates from out, which must be an output of this tape's current recording or a parameter.
@@ -74,7 +77,8 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out);
 
 /* Keeps t's gradient (t an op output of this tape) readable through tg_tensor_grad after backward,
    until the tape is reset, like PyTorch's retain_grad. A tensor that got no gradient reads as zeros.
-   TG_EINVAL when t is NULL, not from this tape or needs no gradient. */
+   TG_EINVAL when t is NULL, not from this tape or needs no gradient; TG_ESTATE when t is an output of
+   an ended recording. */
 tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t);
 
 /* Lists the recording, one node a line: index, op, inputs (node indices, or "leaf"/"param" and a

@@ -25,7 +25,9 @@ typedef struct tg_tensor tg_tensor;
 
 /* A zero-filled tensor without a gradient. shape has ndim entries, each >= 0 (0 makes an empty
    tensor); shape may be NULL when ndim is 0. NULL with TG_EINVAL (bad dtype or ndim), TG_ESHAPE
-   (negative dim) or TG_ENOMEM (out of memory, or the byte count overflows). */
+   (negative dim) or TG_ENOMEM (out of memory, the byte count overflows, or it exceeds the machine's
+   physical memory: every allocation of tapegrad is, which an overcommitting kernel would grant only to
+   kill the process while it is filled). */
 tg_tensor *tg_tensor_new(tg_dtype dtype, int ndim, const int64_t *shape);
 /* As tg_tensor_new, plus a zeroed gradient: a leaf that backward accumulates into. TG_EDTYPE for
    TG_I64: indices have no gradient. */
@@ -59,7 +61,8 @@ void *tg_tensor_grad(tg_tensor *t);
 int tg_tensor_requires_grad(const tg_tensor *t);
 /* Sets a parameter's gradient to zero; does nothing to other tensors. */
 void tg_zero_grad(tg_tensor *t);
-/* XXH3-64 of dtype, shape and data: equal tensors hash equal, whatever their owner. 0 for NULL. */
+/* XXH3-64 of dtype, shape and data: equal tensors hash equal, whatever their owner. 0 for NULL, and
+   for an output of an ended recording (with TG_ESTATE). */
 uint64_t tg_tensor_hash(const tg_tensor *t);
 /* Element i (flat, row-major) as a double (an i64 beyond 2^53 rounds); NaN when t is NULL, stale or
    i out of range. For tests and printing, not for loops. */

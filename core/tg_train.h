@@ -24,7 +24,8 @@
  * computed in double and stored in the parameter's dtype (f32 or f64), state included, so in f64 the
  * results agree with PyTorch's to rounding (tests/train_torch_check.py replays the optimizers in PyTorch
  * when it is installed: within 1e-15); in f32, PyTorch rounds after each of its ops and tapegrad once per
- * element. Neither the list nor an optimizer may be shared between threads.
+ * element. Neither the list nor an optimizer may be shared between threads, nor the parameters of one in
+ * training (tg_optim_step writes them; tapegrad.h's memory model).
  */
 #ifndef TG_TRAIN_H
 #define TG_TRAIN_H
@@ -46,8 +47,8 @@ void tg_params_free(tg_params *params);
    tg_param_new's result); an empty name; a name already in the list; "__metadata__", or a name ending
    in ".adam_m", ".adam_v" or ".sgd_momentum" (checkpoints keep optimizer state under those); a tensor
    that is not a tg_param_new leaf (an input, an op output); a tensor the list holds under another name
-   (it would be stepped twice). TG_ESTATE while an optimizer uses the list:
-   its state is sized when it is made. TG_ENOMEM. The list is unchanged on failure. */
+   (it would be stepped twice). TG_ESTATE while an optimizer uses the list (its state is sized when it
+   is made), or for an output of an ended recording. TG_ENOMEM. The list is unchanged on failure. */
 tg_status tg_params_add(tg_params *params, const char *name, tg_tensor *param);
 /* How many parameters the list holds; 0 for NULL. */
 int tg_params_count(const tg_params *params);

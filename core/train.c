@@ -118,6 +118,7 @@ tg_status tg_params_add(tg_params *ps, const char *name, tg_tensor *param) {
         snprintf(what, sizeof what, "param \"%.60s\"", name);
         return tg__null(fn, what);
     }
+    if (tg__stale(fn, "param", param)) return TG_ESTATE;
     if (!name[0]) return tg__fail(TG_EINVAL, "%s: the name is empty", fn);
     if (!strcmp(name, "__metadata__"))
         return tg__fail(TG_EINVAL, "%s: \"__metadata__\" is reserved by the safetensors format", fn);

@@ -76,8 +76,8 @@ tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tenso
                         tg_tensor *Wh, tg_tensor *b, tg_tensor **c_next) {
     static const char fn[] = "tg_lstm_cell";
     if (c_next) *c_next = NULL;
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "x", x) || tg__null_arg(fn, "h_prev", h_prev) ||
-        tg__null_arg(fn, "c_prev", c_prev) || tg__null_arg(fn, "c_next", c_next) ||
+    if (tg__null_arg(fn, "tape", tape) || tg__tensor_arg(fn, "x", x) || tg__tensor_arg(fn, "h_prev", h_prev) ||
+        tg__tensor_arg(fn, "c_prev", c_prev) || tg__null_arg(fn, "c_next", c_next) ||
         tg__gated_bad_params(fn, 4, Wx, Wh, b) ||
         tg__cell_bad_inputs(fn, x, (tg_tensor *[]){h_prev, c_prev}, (const char *[]){"h_prev", "c_prev"}, 2, Wx,
                             Wh))
@@ -99,7 +99,7 @@ static int gru_split(tg_tape *tape, tg_tensor *Wh, int64_t H, tg_tensor **Wh_zr,
 tg_tensor *tg_gru_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *Wx, tg_tensor *Wh,
                        tg_tensor *b) {
     static const char fn[] = "tg_gru_cell";
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "x", x) || tg__null_arg(fn, "h_prev", h_prev) ||
+    if (tg__null_arg(fn, "tape", tape) || tg__tensor_arg(fn, "x", x) || tg__tensor_arg(fn, "h_prev", h_prev) ||
         tg__gated_bad_params(fn, 3, Wx, Wh, b) ||
         tg__cell_bad_inputs(fn, x, &h_prev, (const char *[]){"h_prev"}, 1, Wx, Wh))
         return NULL;
@@ -132,7 +132,7 @@ static void gated_free(gated *g) {
 /* Both Time layers' forward, tape and g checked: the state's start, one linear for the input side of
    every step, the recurrent side per step, one stack. lstm says which step. */
 static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tensor *xs, int lstm) {
-    if (tg__null_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx)) return NULL;
+    if (tg__tensor_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx)) return NULL;
     int64_t T = tg_tensor_shape(xs)[1], H = g->H;
     tg_tensor *s[TG__MAX_STATES]; /* h (and c): the initial state, then each step's */
     if (tg__rstate_begin(&g->st, fn, tape, xs, s)) return NULL;
@@ -145,14 +145,22 @@ static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tenso
     }
     tg_tensor *xW = tg_linear(tape, xs, g->Wx, g->b); /* (N,T,GH): every step's x @ Wx + b */
     tg_tensor *Wh_zr = NULL, *Whh = NULL;
-    if (!xW || (!lstm && !gru_split(tape, g->Wh, H, &Wh_zr, &Whh))) return NULL;
+    if (!xW || (!lstm && !gru_split(tape, g->Wh, H, &Wh_zr, &Whh))) {
+        tg__context("%s: the input projection: ", fn);
+        return NULL;
+    }
+    /* An op failing inside (out of memory, a non-finite value) is told with the step it failed at. */
     for (int64_t t = 0; t < T; t++) {
         tg_tensor *xt = tg_select(tape, xW, 1, t);
         s[0] = lstm ? lstm_step(tape, xt, s[0], s[1], g->Wh, H, &s[1]) : gru_step(tape, xt, s[0], Wh_zr, Whh, H);
-        if (!s[0]) return NULL;
+        if (!s[0]) {
+            tg__context("%s: step %lld: ", fn, (long long)t);
+            return NULL;
+        }
         steps[t] = s[0];
     }
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
+    if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
     if (hs) tg__rstate_end(&g->st, s);
     return hs;

@@ -129,7 +129,7 @@ static int bad_args(const char *fn, tg_dtype dt, const want *w, int n) {
 static int bad_start(const char *fn, int G, const tg_tensor *xs, const tg_tensor *Wx, const tg_tensor *Wh,
                      const tg_tensor *b, int64_t d[4]) {
     char buf[TG__SHAPE_STR];
-    if (tg__null_arg(fn, "xs", xs) || tg__gated_bad_params(fn, G, Wx, Wh, b)) return 1;
+    if (tg__tensor_arg(fn, "xs", xs) || tg__gated_bad_params(fn, G, Wx, Wh, b)) return 1;
     if (tg_tensor_ndim(xs) != 3) {
         tg__fail(TG_ESHAPE, "%s: xs is %s, want 3 dims (N,T,D)", fn,
                  tg__shape_str(tg_tensor_ndim(xs), tg_tensor_shape(xs), buf));

@@ -16,6 +16,8 @@ int tg__null_arg(const char *fn, const char *name, const void *p) {
     return 1;
 }
 
+int tg__tensor_arg(const char *fn, const char *name, const tg_tensor *t) { return tg__arg(fn, name, t) != TG_OK; }
+
 int tg__same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
     if (tg_tensor_ndim(t) != ndim) return 0;
     for (int i = 0; i < ndim; i++)
@@ -31,7 +33,7 @@ static const char *shape_of(const tg_tensor *t, char *buf) {
 
 int tg__gated_bad_params(const char *fn, int G, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (tg__null_arg(fn, "Wx", Wx) || tg__null_arg(fn, "Wh", Wh) || tg__null_arg(fn, "b", b)) return 1;
+    if (tg__tensor_arg(fn, "Wx", Wx) || tg__tensor_arg(fn, "Wh", Wh) || tg__tensor_arg(fn, "b", b)) return 1;
     /* H from Wh: its rows are H whatever else is wrong, so every message can say what H is. */
     int64_t H = tg_tensor_ndim(Wh) == 2 && tg_tensor_shape(Wh)[0] <= INT64_MAX / G ? tg_tensor_shape(Wh)[0] : -1;
     if (H < 0 || tg_tensor_shape(Wh)[1] != G * H) {
@@ -207,7 +209,8 @@ void tg__rstate_end(tg__rstate *s, tg_tensor *const *last) {
 
 tg_status tg__rstate_set(tg__rstate *s, const char *fn, const tg_tensor *const *st, const char *const *names) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (tg__null_arg(fn, names[0], st[0])) return tg_last_status();
+    for (int k = 0; k < s->n; k++) /* st[1..) may be NULL (zeros), never stale */
+        if ((k == 0 || st[k]) && tg__tensor_arg(fn, names[k], st[k])) return tg_last_status();
     const tg_tensor *h = st[0];
     if (tg_tensor_ndim(h) != 2 || tg_tensor_shape(h)[1] != s->H)
         return tg__fail(TG_ESHAPE, "%s: %s is %s, want (N,H) with H = %lld", fn, names[0], shape_of(h, s1),

@@ -10,6 +10,9 @@
 
 /* 1 with TG_EINVAL "fn: name is NULL" when p is NULL (keeping an earlier failure, tg__null), else 0. */
 int tg__null_arg(const char *fn, const char *name, const void *p);
+/* A tensor argument: as tg__null_arg, and an output of a recording that tg_tape_reset ended refused
+   with TG_ESTATE (tg__arg) before its data, which the next recording owns, is read. */
+int tg__tensor_arg(const char *fn, const char *name, const tg_tensor *t);
 /* Whether t has exactly this shape. */
 int tg__same_shape(const tg_tensor *t, int ndim, const int64_t *shape);
 

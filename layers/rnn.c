@@ -43,7 +43,7 @@ struct tg_time_rnn {
 /* Declared in rnn_internal.h: rnn_ref.c checks its parameters here too. */
 int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
-    if (tg__null_arg(fn, "Wx", Wx) || tg__null_arg(fn, "Wh", Wh) || tg__null_arg(fn, "b", b)) return 1;
+    if (tg__tensor_arg(fn, "Wx", Wx) || tg__tensor_arg(fn, "Wh", Wh) || tg__tensor_arg(fn, "b", b)) return 1;
     if (tg_tensor_ndim(Wx) != 2) {
         tg__fail(TG_ESHAPE, "%s: Wx is %s, want 2 dims (D,H)", fn,
                  tg__shape_str(tg_tensor_ndim(Wx), tg_tensor_shape(Wx), s1));
@@ -77,7 +77,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
                        tg_tensor *b) {
     static const char fn[] = "tg_rnn_cell";
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR], s3[TG__SHAPE_STR];
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "x", x) || tg__null_arg(fn, "h_prev", h_prev) ||
+    if (tg__null_arg(fn, "tape", tape) || tg__tensor_arg(fn, "x", x) || tg__tensor_arg(fn, "h_prev", h_prev) ||
         tg__rnn_bad_params(fn, Wx, Wh, b))
         return NULL;
     /* The ops would catch these too, but in terms of (4,3) @ (5,2); the RNN's letters say which
@@ -135,7 +135,7 @@ void tg_time_rnn_free(tg_time_rnn *layer) {
 
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_rnn_forward";
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__null_arg(fn, "xs", xs) ||
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__tensor_arg(fn, "xs", xs) ||
         tg__xs_bad(fn, xs, layer->Wx))
         return NULL;
     int64_t T = tg_tensor_shape(xs)[1];
@@ -149,12 +149,16 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
         tg__fail(TG_ENOMEM, "%s: out of memory for a list of T = %lld steps", fn, (long long)T);
         return NULL;
     }
-    for (int64_t t = 0; h && t < T; t++) {
-        h = tg_rnn_cell(tape, tg_select(tape, xs, 1, t), h, layer->Wx, layer->Wh, layer->b);
-        if (h) steps[t] = h;
+    /* An op failing inside (out of memory, a non-finite value) is told with the step it failed at. */
+    for (int64_t t = 0; t < T; t++) {
+        if (!(h = tg_rnn_cell(tape, tg_select(tape, xs, 1, t), h, layer->Wx, layer->Wh, layer->b))) {
+            tg__context("%s: step %lld: ", fn, (long long)t);
+            return NULL;
+        }
+        steps[t] = h;
     }
-    if (!h) return NULL;
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
+    if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
     if (hs) tg__rstate_end(&layer->st, &h);
     return hs;

@@ -184,6 +184,7 @@ static int bad_arg(const char *name, const tg_tensor *t, int required, tg_dtype 
         if (required) tg__null("tg_time_rnn_ref", name);
         return required;
     }
+    if (tg__stale("tg_time_rnn_ref", name, t)) return 1;
     if (tg_tensor_dtype(t) != dt) {
         tg__fail(TG_EDTYPE, "tg_time_rnn_ref: %s is %s but xs is %s", name,
                  tg__dtype_name(tg_tensor_dtype(t)), tg__dtype_name(dt));
@@ -205,7 +206,8 @@ tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor
                           tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0) {
     static const char fn[] = "tg_time_rnn_ref";
     char buf[TG__SHAPE_STR];
-    if (!xs) return tg__null(fn, "xs");
+    tg_status st = tg__arg(fn, "xs", xs);
+    if (st) return st;
     /* The parameters among themselves, by the layer's own check: Wx (D,H), Wh (H,H), b (H,), one
        dtype. What only the reference checks follows: Wx's D and dtype, and the rest, against xs. */
     if (tg__rnn_bad_params(fn, Wx, Wh, b)) return tg_last_status();

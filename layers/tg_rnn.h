@@ -14,7 +14,8 @@
    matmul, matmul, add, add (b broadcast over rows), tanh. Errors as any op (NULL and the thread's
    error; a NULL input keeps an earlier failure's message), with shapes checked first so that the
    message speaks the RNN's letters: "tg_rnn_cell: x is (4,5) but Wx is (3,2): want x (N,D) with
-   D = 3". TG_EDTYPE when the five are not of one dtype. */
+   D = 3". TG_EDTYPE when the five are not of one dtype; TG_ESTATE for an output of an ended recording.
+   An op failing inside (out of memory) is told after the cell's name: "tg_rnn_cell: tg_tanh: ...". */
 tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev,
                        tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
 
@@ -34,7 +35,9 @@ typedef struct tg_time_rnn tg_time_rnn;
    (plus the state when there is one), so backward leaves dL/dh0 in its gradient, which
    tg_time_rnn_dh reads. It is not one of the model's parameters (an optimizer never sees it).
    NULL with TG_EINVAL (a NULL argument), TG_ESHAPE (Wx not 2-d, Wh not (H,H), b not (H,)),
-   TG_EDTYPE (not one dtype) or TG_ENOMEM. */
+   TG_EDTYPE (not one dtype) or TG_ENOMEM.
+   A layer belongs to one thread at a time: forward writes its state and leaves. Two threads' layers may
+   borrow the same weights only to evaluate (no backward reaching them; see tapegrad.h's memory model). */
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
 void tg_time_rnn_free(tg_time_rnn *layer);
 /* xs (N,T,D) -> hs (N,T,H), recorded on tape: per step a select (recorded when xs needs a
@@ -44,12 +47,15 @@ void tg_time_rnn_free(tg_time_rnn *layer);
    recording (a smaller last batch): the first forward of each new N allocates its (N,H) leaf, which
    stays until tg_time_rnn_free, so memory grows with the number of distinct N seen. Errors: NULL
    with TG_EINVAL (a NULL argument keeps an earlier failure's message), TG_ESHAPE (xs not (N,T,D)
-   with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ENOMEM, or any op's error. */
+   with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ESTATE (xs or a weight an output of
+   an ended recording), TG_ENOMEM, or any op's error, told with the step it happened at:
+   "tg_time_rnn_forward: step 17: tg_tanh: out of memory ...". */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);
 /* Copies h (N,H) as the initial state of the following forwards (see tg_time_rnn_new): h may be
    changed or freed afterwards, and set_state may come between a forward and its backward (the
-   recording holds its own copy). TG_EINVAL (NULL), TG_ESHAPE (not 2-d, or H differs from Wx's),
-   TG_EDTYPE, TG_ENOMEM; on failure the state is as it was. */
+   recording holds its own copy). TG_EINVAL (NULL), TG_ESTATE (h an output of an ended recording, whose
+   data the next recording owns), TG_ESHAPE (not 2-d, or H differs from Wx's), TG_EDTYPE, TG_ENOMEM; on
+   failure the state is as it was. */
 tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h);
 /* Forgets the state: the next forward starts from zeros. NULL is ignored. */
 void tg_time_rnn_reset_state(tg_time_rnn *layer);
@@ -74,7 +80,8 @@ tg_tensor *tg_time_rnn_dh(tg_time_rnn *layer);
    zeros; dhs NULL runs the forward only; any gradient output may be NULL when not wanted. f32 or f64
    (one dtype throughout); the arithmetic is done in double either way. TG_EINVAL (NULL xs, Wx, Wh,
    b or hs; a NULL keeps an earlier failure's message), TG_ESHAPE (the message names the tensor, its
-   shape and the one wanted), TG_EDTYPE, TG_ENOMEM (one scratch buffer of 2 N H doubles). */
+   shape and the one wanted), TG_EDTYPE, TG_ESTATE (an output of an ended recording), TG_ENOMEM (one
+   scratch buffer of 2 N H doubles). */
 tg_status tg_time_rnn_ref(tg_tensor *xs, tg_tensor *h0, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b,
                           tg_tensor *dhs, tg_tensor *hs, tg_tensor *dxs, tg_tensor *dWx,
                           tg_tensor *dWh, tg_tensor *db, tg_tensor *dh0);

@@ -200,7 +200,7 @@ static const npy_case npy_cases[] = {
      "8 bytes, but 0 data"},
     {"empty with data", NPY("{" F4 "'shape': (0, 5), }", 4), "0 bytes, but 4 data"},
     {"shape overflowing 2^64", NPY("{" F4 "'shape': (4294967296, 4294967296, 4294967296), }", 8),
-     "shape (4294967296,4294967296,4294967296)"},
+     "shape (4294967296,4294967296,4294967296) of '<f4', whose byte count overflows 64 bits (8 data bytes follow)"},
     {"Fortran order", NPY("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24), "Fortran-order"},
     {"big-endian f8", NPY("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }", 8),
      "big-endian dtype '>f8'"},
@@ -525,6 +525,19 @@ static const st_case st_cases[] = {
     {"__metadata__ value not a string", "{\"__metadata__\":{\"xxh3:a\":7}," A4 "[0,4]}}", 4, 0,
      "__metadata__ value of 'xxh3:a' is not a string"},
     {"__metadata__ twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, "__metadata__ appears twice"},
+    /* cJSON would hand these out as "a": a NUL or a control byte in a string is refused wherever it is */
+    {"NUL in a name", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     "the header has a string with an escaped NUL (\\u0000) at byte 1: \"\"a\\u0000b\""},
+    {"NUL at a name's end", "{\"a\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     "an escaped NUL"},
+    {"NUL in a dtype", "{\"a\":{\"dtype\":\"F32\\u0000x\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     "an escaped NUL (\\u0000) at byte 14"},
+    {"NUL in a checksum", "{\"__metadata__\":{\"xxh3:a\":\"\\u0000\"}," A4 "[0,4]}}", 4, 0, "an escaped NUL"},
+    {"raw control byte in a name", "{\"a\x01" "b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     "a raw control byte at byte 1: \"\"a?b\""},
+    {"shape overflowing 2^64", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+     "\"data_offsets\":[0,8]}}", 8, 0,
+     "tensor 'a' of F32 and shape (4294967296,4294967296,4294967296) has a byte count that overflows 64 bits"},
 };
 
 Test(io, safetensors_damaged_files_are_refused) {

@@ -395,8 +395,11 @@ Test(nn, allocation_failures_in_a_small_model) {
         tg_tensor *L = tg_cross_entropy(tape, tg_tanh(tape, tg_linear(tape, x, W, b)), t, -1);
         tg_status st = L ? tg_backward(tape, L, NULL) : tg_last_status();
         tg_tape_free(tape);
+        int64_t used = tg__alloc_count();
         tg__alloc_fail_at(0);
-        if (st == TG_OK) break;
+        /* A pass before the end is a failed doubling that the arena retried at the size needed. */
+        if (st == TG_OK && used < k) break;
+        if (st == TG_OK) continue;
         cr_expect_eq(st, TG_ENOMEM, "k=%lld: %s: %s", (long long)k, tg_status_name(st), tg_last_error());
         cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
     }

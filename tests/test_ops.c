@@ -740,9 +740,12 @@ Test(ops, new_ops_allocation_failures) {
         tg_tensor *L = tg_add(tape, tg_sum(tape, tg_sum_axis(tape, t, -1, 1)), tg_sum(tape, tg_mean_axis(tape, t, 0, 0)));
         L = tg_add(tape, L, tg_sum(tape, tg_max_axis(tape, t, 1, 0)));
         tg_status st = tg_backward(tape, L, NULL);
+        int64_t used = tg__alloc_count();
         tg__alloc_fail_at(0);
         tg_tape_free(tape);
-        if (st == TG_OK) break;
+        /* A pass before the end is a failed doubling that the arena retried at the size needed. */
+        if (st == TG_OK && used < k) break;
+        if (st == TG_OK) continue;
         cr_expect_eq(st, TG_ENOMEM, "k=%lld: %s: %s", (long long)k, tg_status_name(st), tg_last_error());
         tt_expect_error(TG_ENOMEM, "out of memory");
     }

@@ -1032,6 +1032,54 @@ Test(rnn_alloc, new_and_forward_fail_cleanly) {
     tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(x1), tg_tensor_free(x2);
 }
 
+/* Out of memory inside the loop: the message names the layer and the step before the op that failed
+   ("tg_time_rnn_forward: step 41: tg_tanh: out of memory ..."), and the step is the one where the tape
+   stopped: each step records matmul, matmul, add, add, tanh (xs is no parameter: its select records
+   nothing), so the op's place on the tape tells its step. 60 steps of (8,64) outputs grow the arena,
+   the node list and the header pool mid-way, so failures land inside the loop. */
+Test(rnn_alloc, a_failure_inside_the_loop_names_the_layer_and_the_step) {
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, 16, 64), *Wh = TT_RAND(TG_F64, 1, 2, 64, 64), *b = TT_RAND(TG_F64, 1, 3, 64);
+    tg_tensor *xs = TT_RAND(TG_F64, 0, 4, 8, 60, 16);
+    tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
+    tg_tape *warm = tg_tape_new(); /* the layer's h0 leaf, made once, so that every k below is the loop's */
+    cr_assert(tg_time_rnn_forward(warm, layer, xs), "%s", tg_last_error());
+    tg_tape_free(warm);
+    static const char *const ops[] = {"tg_select", "tg_matmul", "tg_add", "tg_tanh"};
+    static const int first[] = {0, 0, 2, 4}, last[] = {0, 1, 3, 4}; /* each op's places in a step's 5 nodes */
+    int in_loop = 0, done = 0;
+    for (int64_t k = 1; k < 10000 && !done; k++) {
+        tg_tape *tape = tg_tape_new();
+        cr_assert(tape);
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tensor *hs = tg_time_rnn_forward(tape, layer, xs);
+        int64_t used = tg__alloc_count();
+        tg__alloc_fail_at(0);
+        done = hs && used < k;
+        int step = -1, at = -1;
+        char op[32] = "";
+        if (!hs && sscanf(tg_last_error(), "tg_time_rnn_forward: step %d: %31[a-z_]:", &step, op) == 2) {
+            for (int i = 0; i < 4; i++)
+                if (!strcmp(op, ops[i])) at = i;
+            int64_t n = tg_tape_size(tape);
+            cr_expect(at >= 0 && n >= 5 * step + first[at] && n <= 5 * step + last[at],
+                      "k=%lld: %lld nodes on the tape, but the message says %s at step %d: %s", (long long)k,
+                      (long long)n, op, step, tg_last_error());
+            cr_expect(strstr(tg_last_error(), "out of memory"), "%s", tg_last_error());
+            if (step > 0 && in_loop++ == 0) cr_log_info("k=%lld: %s", (long long)k, tg_last_error());
+        } else if (!hs) {
+            cr_expect(!strncmp(tg_last_error(), "tg_time_rnn_forward: ", 21), "k=%lld: %s", (long long)k,
+                      tg_last_error());
+        }
+        cr_expect(hs || tg_last_status() == TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+        tg_tape_free(tape);
+    }
+    cr_expect(done);
+    cr_expect_geq(in_loop, 2, "only %d failures after the first step", in_loop);
+    tg_time_rnn_free(layer);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xs);
+}
+
 /* The reference's one allocation. */
 Test(rnn_alloc, reference_fails_cleanly) {
     err_fix e = err_make();

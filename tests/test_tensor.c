@@ -235,6 +235,17 @@ Test(tensor, print_reads_like_numpy) {
     tg_tensor_free(m), tg_tensor_free(c), tg_tensor_free(z), tg_tensor_free(e), tg_tensor_free(i);
 }
 
+/* fuzz_ops found this: the strides of an empty tensor's huge dims overflowed (UBSan's report, in the
+   sanitizer build; a plain build printed right by luck). */
+Test(tensor, print_an_empty_tensor_with_huge_dims) {
+    tg_tensor *e = tg_tensor_new(TG_F32, 3, TT_SHAPE(0, 7, INT64_MAX));
+    cr_assert(e, "%s", tg_last_error());
+    char *s = print_to_string(e);
+    cr_expect_str_eq(s, "tensor f32 (0,7,9223372036854775807)\n[]\n");
+    free(s);
+    tg_tensor_free(e);
+}
+
 Test(tensor, print_summarises_past_1000_elements) {
     tg_tensor *v = tg_tensor_new(TG_F64, 1, TT_SHAPE(1001));
     for (int k = 0; k < 1001; k++) tg_tensor_set(v, k, k);
