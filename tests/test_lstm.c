@@ -1132,3 +1132,59 @@ static void set_state_and_ref_fail_cleanly(kind kd) {
 
 Test(lstm_alloc, set_state_and_reference_fail_cleanly) { set_state_and_ref_fail_cleanly(LSTM); }
 Test(gru_alloc, set_state_and_reference_fail_cleanly) { set_state_and_ref_fail_cleanly(GRU); }
+
+/* ---- reliability: stale state refused, a failure inside the loop names the layer and its step ---- */
+
+Test(gated, set_state_refuses_outputs_of_an_ended_recording) {
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, 3, 8), *Wh = TT_RAND(TG_F64, 1, 2, 2, 8), *b = TT_RAND(TG_F64, 1, 3, 8);
+    tg_tensor *Gx = TT_RAND(TG_F64, 1, 4, 3, 6), *Gh = TT_RAND(TG_F64, 1, 5, 2, 6), *gb = TT_RAND(TG_F64, 1, 6, 6);
+    tg_tensor *p = TT_RAND(TG_F64, 1, 7, 4, 2);
+    tg_time_lstm *lstm = tg_time_lstm_new(Wx, Wh, b, 1);
+    tg_time_gru *gru = tg_time_gru_new(Gx, Gh, gb, 1);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *stale = tg_scale(tape, p, 2);
+    cr_assert(lstm && gru && stale);
+    tg_tape_reset(tape);
+    tg_clear_error();
+    cr_expect_eq(tg_time_lstm_set_state(lstm, stale, NULL), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_time_lstm_set_state: h is an output of a recording that tg_tape_reset ended");
+    cr_expect_eq(tg_time_lstm_set_state(lstm, p, stale), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_time_lstm_set_state: c is an output of a recording that tg_tape_reset ended");
+    cr_expect_eq(tg_time_gru_set_state(gru, stale), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_time_gru_set_state: h is an output of a recording that tg_tape_reset ended");
+    tg_tape_free(tape);
+    tg_time_lstm_free(lstm), tg_time_gru_free(gru);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(Gx), tg_tensor_free(Gh);
+    tg_tensor_free(gb), tg_tensor_free(p);
+}
+
+Test(gated, a_failure_inside_the_loop_names_the_layer_and_the_step) {
+    for (int lstm = 0; lstm < 2; lstm++) {
+        int G = lstm ? 4 : 3;
+        tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, 16, G * 64), *Wh = TT_RAND(TG_F64, 1, 2, 64, G * 64);
+        tg_tensor *b = TT_RAND(TG_F64, 1, 3, G * 64), *xs = TT_RAND(TG_F64, 0, 4, 32, 40, 16);
+        tg_time_lstm *L = lstm ? tg_time_lstm_new(Wx, Wh, b, 0) : NULL;
+        tg_time_gru *R = lstm ? NULL : tg_time_gru_new(Wx, Wh, b, 0);
+        tg_tape *warm = tg_tape_new(); /* the layer's leaves, made once, so that the failures below are the loop's */
+        cr_assert(lstm ? tg_time_lstm_forward(warm, L, xs) : tg_time_gru_forward(warm, R, xs), "%s", tg_last_error());
+        tg_tape_free(warm);
+        const char *fn = lstm ? "tg_time_lstm_forward: step " : "tg_time_gru_forward: step ";
+        int in_loop = 0, done = 0;
+        for (int64_t k = 1; k < 20000 && !done; k++) {
+            tg_tape *tape = tg_tape_new();
+            tg_clear_error();
+            tg__alloc_fail_at(k);
+            tg_tensor *hs = lstm ? tg_time_lstm_forward(tape, L, xs) : tg_time_gru_forward(tape, R, xs);
+            int64_t used = tg__alloc_count();
+            tg__alloc_fail_at(0);
+            done = hs && used < k;
+            if (!hs) cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+            if (!hs && !strncmp(tg_last_error(), fn, strlen(fn))) in_loop++;
+            tg_tape_free(tape);
+        }
+        cr_expect(done);
+        cr_expect_geq(in_loop, 2, "%s: only %d failures named a step", fn, in_loop);
+        tg_time_lstm_free(L), tg_time_gru_free(R);
+        tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xs);
+    }
+}
