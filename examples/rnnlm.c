@@ -372,6 +372,9 @@ int main(int argc, char **argv) {
         CHECK(tg_checkpoint_load(resume, params, optim) == TG_OK);
         printf("resumed from %s after epoch %lld\n", resume, (long long)(tg_optim_steps(optim) / steps_per_epoch));
     }
+    int64_t n_params = 0;
+    for (int i = 0; i < tg_params_count(params); i++) n_params += tg_tensor_numel(tg_params_at(params, i, NULL));
+    printf("%lld parameters (%.1f KiB of gradients a step)\n", (long long)n_params, (double)n_params * 4 / 1024);
 #ifdef TG_WITH_MPI
     /* every rank starts from rank 0's weights (each drew the same from one seed; after a resume each
        loaded the same file: the broadcast makes that a guarantee, not a hope) */
