@@ -24,7 +24,7 @@ awk -v p="$params" -v t1="$t1" -v t2="$t2" -v tok="$tokens" 'BEGIN {
   printf "ring allreduce over K machines: each sends and receives 2 (K-1)/K x %.0f bytes a step\n", bytes
   for (k = 2; k <= 64; k *= 4) {
     c = s1 / k # a step of 1/K of the work per machine, if compute divided perfectly
-    # at 10 Gbit/s: the gradient size whose allreduce alone takes that step's compute time
+    # at 10 Gbit/s: the gradient size whose allreduce alone takes as long as the compute of a step
     pstar = c * 1e-3 * 10e9 / 8 / (2 * (k - 1) / k) / 4
     printf "  K = %2d: compute ~%.3f ms a step; the allreduce takes as long at %.2f Gbit/s; at 10 Gbit/s it\n", k, c,
       2 * (k - 1) / k * bytes * 8 / (c * 1e-3) / 1e9
