@@ -3,6 +3,7 @@
 #include <string.h>
 #include <tgmath.h>
 #include "tg_internal.h"
+#include "vmath.h"
 
 static const char *const names_ab[] = {"a", "b"}, *const names_x[] = {"x"};
 
@@ -172,13 +173,20 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
         });                                                                                        \
         return TG_OK;                                                                              \
     }
+/* A forward through vmath.c's vector loops (SLEEF, 1 ulp) instead of libm's scalar calls. */
+#define VMATH_FORWARD(op, FN)                                                                      \
+    static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
+        (void)n, (void)args;                                                                       \
+        tg__vmath(FN, out->dtype == TG_F64, in[0]->data, out->data, out->numel);                   \
+        return TG_OK;                                                                              \
+    }
 #define UNARY_OP(op, SAVE, FARG)                                                                   \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
                                 .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
                                 .backward = op##_backward};
 
 /* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */
-UNARY_FORWARD(tanh, tanh(x))
+VMATH_FORWARD(tanh, TG__VTANH)
 UNARY_BACKWARD(tanh, g * (1 - y * y))
 UNARY_OP(tanh, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_tanh, &x, 1, &(tg__args){0}); }
@@ -203,12 +211,12 @@ tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, double c) {
     return tg__apply(tape, &tg__op_add_scalar, &x, 1, &(tg__args){.f = {c}});
 }
 
-UNARY_FORWARD(exp, exp(x))
+VMATH_FORWARD(exp, TG__VEXP)
 UNARY_BACKWARD(exp, g * y)
 UNARY_OP(exp, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_exp, &x, 1, &(tg__args){0}); }
 
-UNARY_FORWARD(log, log(x))
+VMATH_FORWARD(log, TG__VLOG)
 UNARY_BACKWARD(log, g / x)
 UNARY_OP(log, TG__SAVE_INPUTS, NULL)
 tg_tensor *tg_log(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_log, &x, 1, &(tg__args){0}); }
@@ -218,9 +226,9 @@ UNARY_BACKWARD(sqrt, g / (2 * y))
 UNARY_OP(sqrt, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_sqrt, &x, 1, &(tg__args){0}); }
 
-/* sigmoid: each branch exponentiates a non-positive number, so e^|x| never overflows; for large |x|
-   the result rounds to exactly 0 or 1 and y (1 - y) to 0. */
-UNARY_FORWARD(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+/* sigmoid: stable for any x (vmath.c says how); for large |x| the result rounds to exactly 0 or 1 and
+   y (1 - y) to 0. */
+VMATH_FORWARD(sigmoid, TG__VSIGMOID)
 UNARY_BACKWARD(sigmoid, g * y * (1 - y))
 UNARY_OP(sigmoid, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) {
