@@ -25,8 +25,26 @@ typedef struct {
     int used;                  /* headers taken from cur */
 } header_pool;
 
+/* A saved tensor's fingerprint, one per tensor per recording however many nodes save it: a weight saved by
+   the T matmuls of an RNN is hashed when first saved and checked once in backward, not T times each way.
+   The table that finds it by address is the tape's (a leaf may be saved by several threads' tapes). */
+typedef struct tg__fingerprint {
+    const tg_tensor *t;
+    uint64_t hash;
+    int64_t node; /* the first node that saved it, which messages name */
+    int checked;  /* by this recording's backward */
+} fingerprint;
+
+typedef struct {
+    fingerprint *fp;
+    uint64_t gen; /* the slot is empty unless this is the tape's gen: a reset empties the table in O(1) */
+} fp_slot;
+
 struct tg_tape {
     chunk *chunks;          /* newest first; allocation takes from the head */
+    fp_slot *fp_slots;      /* open addressing, a power of two long, kept across resets */
+    size_t n_slots, n_fp;   /* n_fp: this recording's fingerprints */
+    int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
     tg__node *nodes;
     int64_t n_nodes, cap_nodes;
@@ -74,6 +92,7 @@ void tg_tape_reset(tg_tape *tape) {
     }
     if (tape->chunks) tape->chunks->used = 0;
     tape->n_nodes = 0;
+    tape->n_fp = tape->n_hashed = 0;
     tape->done = 0;
     tape->gen++;
     header_pool *pool = &tape->headers[tape->gen & 1];
@@ -91,6 +110,7 @@ void tg_tape_free(tg_tape *tape) {
             b = next;
         }
     tg__free(tape->nodes);
+    tg__free(tape->fp_slots);
     tg__free(tape);
 }
 
@@ -117,6 +137,8 @@ int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
     return 1;
 }
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
+
+int64_t tg__tape_hashes(const tg_tape *tape) { return tape->n_hashed; }
 
 int64_t tg_tape_memory(const tg_tape *tape) {
     int64_t bytes = 0;
@@ -241,6 +263,37 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
              (long long)tape->n_nodes, shapes);
 }
 
+static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
+    uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
+    size_t mask = tape->n_slots - 1, i = (size_t)(h >> 32) & mask;
+    while (tape->fp_slots[i].gen == tape->gen && tape->fp_slots[i].fp->t != t) i = (i + 1) & mask;
+    return i;
+}
+
+/* t's fingerprint in this recording, made (and t hashed) when node is the first to save it. NULL on
+   TG_ENOMEM. The table doubles when half full; a warm loop finds it large enough and mallocs nothing. */
+static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t node) {
+    if (2 * (tape->n_fp + 1) > tape->n_slots) {
+        size_t n = tape->n_slots ? 2 * tape->n_slots : 64;
+        fp_slot *slots = tg__calloc(n * sizeof *slots), *old = tape->fp_slots;
+        if (!slots) return NULL;
+        size_t n_old = tape->n_slots;
+        tape->fp_slots = slots, tape->n_slots = n;
+        for (size_t i = 0; i < n_old; i++)
+            if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].fp->t)] = old[i];
+        tg__free(old);
+    }
+    size_t i = slot_of(tape, t);
+    if (tape->fp_slots[i].gen == tape->gen) return tape->fp_slots[i].fp;
+    fingerprint *f = tg__arena_alloc(tape, sizeof *f, 0);
+    if (!f) return NULL;
+    *f = (fingerprint){.t = t, .hash = tg_tensor_hash(t), .node = node};
+    tape->n_hashed++;
+    tape->fp_slots[i] = (fp_slot){f, tape->gen};
+    tape->n_fp++;
+    return f;
+}
+
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
 static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out, tg_tensor *const *in,
                          int n_in, const tg__args *args) {
@@ -258,21 +311,23 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
     int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
     for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
+    int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
     tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
-    uint64_t *hash = n_saved ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *hash, 0) : NULL;
-    if (!ins || (n_saved && !hash))
+    fingerprint **fp = check ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *fp, 0) : NULL;
+    if (!ins || (check && !fp))
         return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
     for (int i = 0, j = 0; i < n_in && with_in; i++)
         if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
     if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
-    if (tape->checks & TG_CHECK_SAVED)
-        for (int i = 0; i < n_saved; i++) hash[i] = tg_tensor_hash(saved[i]);
+    for (int i = 0; check && i < n_saved; i++)
+        if (!(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
+            return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
 
     tg__node *node = &tape->nodes[tape->n_nodes];
-    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved,
-                       .hash = (tape->checks & TG_CHECK_SAVED) ? hash : NULL, .n_saved = n_saved};
+    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved, .fp = fp,
+                       .n_saved = n_saved};
     out->flags |= TG__NEEDS;
     out->node = tape->n_nodes++;
     return out;
@@ -298,11 +353,21 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
     return record(fn, tape, op, out, in, n, &args);
 }
 
-/* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena. */
-static void *grad_buffer(tg_tape *tape, tg_tensor *t) {
+/* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena, zeroed
+   unless zero is 0 and the buffer is new, which *fresh then tells (the first contribution assigns). A
+   build with assertions fills a fresh buffer with NaN, so that an element a backward fails to write
+   shows in every gradient after it. */
+static void *grad_buffer(tg_tape *tape, tg_tensor *t, int zero, unsigned char *fresh) {
     if (!(t->flags & TG__NEEDS)) return NULL;
     if (t->flags & TG__PARAM) t->flags |= TG__GRADDED;
-    if (!t->grad) t->grad = tg__arena_alloc(tape, (size_t)t->numel * tg__dsize(t->dtype), 1);
+    if (!t->grad) {
+        size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+        t->grad = tg__arena_alloc(tape, bytes, zero);
+#ifndef NDEBUG
+        if (t->grad && !zero) memset(t->grad, 0xff, bytes);
+#endif
+        if (fresh) *fresh = !zero;
+    }
     return t->grad;
 }
 
@@ -336,12 +401,13 @@ static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_
 }
 
 static tg_status seed_grad(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
-    void *g = grad_buffer(tape, out);
+    unsigned char fresh = 0;
+    void *g = grad_buffer(tape, out, 0, &fresh);
     if (!g) return tg__fail(TG_ENOMEM, "tg_backward: out of memory for the output's gradient");
     TG__DISPATCH(out->dtype, {
         T *pg = g;
         const T *go = grad_out ? grad_out->data : NULL;
-        for (int64_t i = 0; i < out->numel; i++) pg[i] += go ? go[i] : 1;
+        for (int64_t i = 0; i < out->numel; i++) pg[i] = (fresh ? 0 : pg[i]) + (go ? go[i] : 1);
     });
     return TG_OK;
 }
@@ -364,8 +430,10 @@ static tg_status call_backward(const tg__node *node, const tg_tensor *gout, void
    to cancel. */
 static double pattern(int64_t j) { return 0.75 + 0.125 * (double)(j % 11); }
 
-tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *all, int check) {
-    if (!check) return call_backward(node, gout, all);
+tg_status tg__node_backward(const tg__node *node_in, int64_t k, const tg_tensor *gout, void *const *all, int check) {
+    if (!check) return call_backward(node_in, gout, all);
+    tg__node copy = *node_in, *node = &copy;
+    copy.fresh = NULL; /* proving that it adds: every buffer holds something */
     /* Twice: once on the buffers as they are (S, giving R), once on S + P. A backward that adds gives R + P
        the second time; one that assigns loses P, which a check of a function using the op once (every
        buffer starting at zero) would never see. */
@@ -426,28 +494,45 @@ tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *go
 }
 
 static tg_status run_node(tg_tape *tape, int64_t k) {
-    const tg__node *node = &tape->nodes[k];
+    tg__node *node = &tape->nodes[k];
     const char *name = tg__node_name(node);
     char sb[TG__SHAPE_STR];
-    if (node->hash)
-        for (int i = 0; i < node->n_saved; i++)
-            if (tg_tensor_hash(node->saved[i]) != node->hash[i])
-                return tg__fail(TG_EMODIFIED,
-                                "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward was "
-                                "modified after it was recorded", tg__shape_str(node->saved[i]->ndim,
-                                node->saved[i]->shape, sb), name, (long long)k);
-    void **grads = tg__arena_alloc(tape, (size_t)node->n_in * sizeof *grads, 0);
+    for (int i = 0; node->fp && i < node->n_saved; i++) {
+        fingerprint *f = node->fp[i];
+        if (f->checked) continue;
+        tape->n_hashed++;
+        if (tg_tensor_hash(f->t) != f->hash)
+            return tg__fail(TG_EMODIFIED, "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward "
+                            "was modified after it was recorded", tg__shape_str(f->t->ndim, f->t->shape, sb),
+                            tg__node_name(&tape->nodes[f->node]), (long long)f->node);
+        f->checked = 1;
+    }
+    /* A TG__FILLS op gets new buffers unzeroed, but not while proving that backwards add, nor for a test's
+       planted backward, nor twice in one node (x * x: the second use adds to the first). */
+    int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
+    void **grads = tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
     if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
+    unsigned char *fresh = (unsigned char *)(grads + node->n_in);
+    memset(fresh, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
-        grads[i] = grad_buffer(tape, node->in[i]);
-        if ((node->in[i]->flags & TG__NEEDS) && !grads[i])
+        tg_tensor *x = node->in[i];
+        if (fills && x->grad)
+            for (int j = 0; j < i; j++)
+                if (fresh[j] && node->in[j] == x) {
+                    memset(x->grad, 0, (size_t)x->numel * tg__dsize(x->dtype));
+                    fresh[j] = 0;
+                }
+        grads[i] = grad_buffer(tape, x, !fills, &fresh[i]);
+        if ((x->flags & TG__NEEDS) && !grads[i])
             return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
     }
     tg_tensor gout = *node->out;
     gout.data = node->out->grad;
     gout.grad = NULL;
     gout.flags = 0;
+    node->fresh = fills ? fresh : NULL;
     tg_status st = tg__node_backward(node, k, &gout, grads, tape->check_accumulate);
+    node->fresh = NULL;
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)
         for (int i = 0; i < node->n_in; i++)
@@ -472,7 +557,7 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
     for (int64_t k = 0; k < tape->n_nodes; k++) {
         tg_tensor *t = tape->nodes[k].out;
         if (!(t->flags & TG__RETAIN)) t->grad = NULL;
-        else if (!t->grad && !grad_buffer(tape, t) && !st)
+        else if (!t->grad && !grad_buffer(tape, t, 1, NULL) && !st)
             st = tg__fail(TG_ENOMEM, "tg_backward: out of memory for a retained gradient");
     }
     return st;

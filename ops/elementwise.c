@@ -90,21 +90,35 @@ static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
     return TG_OK;
 }
 
-/* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. */
+/* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. A fresh gradient of an
+   operand as large as the output is assigned (each of its elements meets one output element); a
+   broadcast one sums several, so it is zeroed first. */
 static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
     bcast_init(&bc, a, b);
     bc.n = gout->numel;
+    int set_a = tg__fresh(node, 0) && a->numel == gout->numel, set_b = tg__fresh(node, 1) && b->numel == gout->numel;
+    if (grads[0] && tg__fresh(node, 0) && !set_a) memset(grads[0], 0, (size_t)a->numel * tg__dsize(a->dtype));
+    if (grads[1] && tg__fresh(node, 1) && !set_b) memset(grads[1], 0, (size_t)b->numel * tg__dsize(b->dtype));
     TG__DISPATCH(a->dtype, {
         const T *g = gout->data, *pa = a->data, *pb = b->data, *py = node->out->data;
         T *ga = grads[0], *gb = grads[1];
-        if (ga) {
+        if (ga && set_a) {
+            if (kind == MUL) BCAST_LOOP(bc, ga[oa] = g[i] * pb[ob]);
+            else if (kind == DIV) BCAST_LOOP(bc, ga[oa] = g[i] / pb[ob]);
+            else BCAST_LOOP(bc, ga[oa] = g[i]);
+        } else if (ga) {
             if (kind == MUL) BCAST_LOOP(bc, ga[oa] += g[i] * pb[ob]);
             else if (kind == DIV) BCAST_LOOP(bc, ga[oa] += g[i] / pb[ob]);
             else BCAST_LOOP(bc, ga[oa] += g[i]);
         }
-        if (gb) {
+        if (gb && set_b) {
+            if (kind == MUL) BCAST_LOOP(bc, gb[ob] = g[i] * pa[oa]);
+            else if (kind == DIV) BCAST_LOOP(bc, gb[ob] = -(g[i] * py[i] / pb[ob]));
+            else if (kind == SUB) BCAST_LOOP(bc, gb[ob] = -g[i]);
+            else BCAST_LOOP(bc, gb[ob] = g[i]);
+        } else if (gb) {
             if (kind == MUL) BCAST_LOOP(bc, gb[ob] += g[i] * pa[oa]);
             else if (kind == DIV) BCAST_LOOP(bc, gb[ob] -= g[i] * py[i] / pb[ob]);
             else if (kind == SUB) BCAST_LOOP(bc, gb[ob] -= g[i]);
@@ -123,7 +137,7 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
         return binary_backward(KIND, node, g, grads);                                              \
     }                                                                                              \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_ab, .save = SAVE,     \
-                                .shape = bcast_shape, .forward = op##_forward, .backward = op##_backward}; \
+                                .flags = TG__FILLS, .shape = bcast_shape, .forward = op##_forward, .backward = op##_backward}; \
     tg_tensor *tg_##op(tg_tape *tape, tg_tensor *a, tg_tensor *b) {                                \
         return tg__apply(tape, &tg__op_##op, (tg_tensor *[]){a, b}, 2, &(tg__args){0});            \
     }
@@ -143,7 +157,7 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
 }
 
 /* The loop of every unary forward (y[i] = EXPR of x = px[i], and a = args->f[0]) and backward
-   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a). */
+   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a; = into a fresh buffer). */
 #define UNARY_FORWARD(op, EXPR)                                                                    \
     static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
         (void)n, (void)args;                                                                       \
@@ -165,11 +179,18 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
             const T a = (T)node->args.f[0];                                                        \
             T *gx = grads[0];                                                                      \
             (void)px, (void)py, (void)a;                                                           \
-            for (int64_t i = 0; i < gout->numel; i++) {                                            \
-                const T g = pg[i], x = px[i], y = py[i];                                           \
-                (void)x, (void)y;                                                                  \
-                gx[i] += (EXPR);                                                                   \
-            }                                                                                      \
+            if (tg__fresh(node, 0))                                                                \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i], x = px[i], y = py[i];                                       \
+                    (void)x, (void)y;                                                              \
+                    gx[i] = (EXPR);                                                                \
+                }                                                                                  \
+            else                                                                                   \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i], x = px[i], y = py[i];                                       \
+                    (void)x, (void)y;                                                              \
+                    gx[i] += (EXPR);                                                               \
+                }                                                                                  \
         });                                                                                        \
         return TG_OK;                                                                              \
     }
@@ -182,7 +203,7 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
     }
 #define UNARY_OP(op, SAVE, FARG)                                                                   \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
-                                .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
+                                .flags = TG__FILLS, .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
                                 .backward = op##_backward};
 
 /* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */

@@ -129,6 +129,49 @@ Test(tape, a_modified_saved_tensor_fails_backward) {
     tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
 }
 
+/* x -> tanh(h W) eight times: W is saved by eight matmuls, each h by its tanh and the next matmul. */
+static tg_tensor *chain(tg_tape *tape, tg_tensor *x, tg_tensor *W, int write_W_at) {
+    tg_tensor *h = x;
+    for (int t = 0; t < 8; t++) {
+        if (t == write_W_at) ((double *)tg_tensor_data(W))[4] += 1e-9;
+        h = tg_tanh(tape, tg_matmul(tape, h, W));
+    }
+    return tg_sum(tape, h);
+}
+
+Test(tape, a_tensor_saved_by_many_nodes_is_hashed_once_each_way_and_still_checked) {
+    tg_tape *tape = tg_tape_new(), *unchecked = tg_tape_new();
+    tg_tape_set_checks(unchecked, 0);
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 3);
+    /* 24 saved slots, 10 tensors: x, W and the eight tanh outputs */
+    tg_tensor *L = chain(tape, x, W, -1);
+    cr_expect_eq(tg__tape_hashes(tape), 10);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    cr_expect_eq(tg__tape_hashes(tape), 20);
+    /* the gradients are those of a tape that checks nothing */
+    double want[9];
+    memcpy(want, tg_tensor_grad(W), sizeof want);
+    tg_zero_grad(W);
+    cr_assert_eq(tg_backward(unchecked, chain(unchecked, x, W, -1), NULL), TG_OK);
+    cr_expect_eq(tg__tape_hashes(unchecked), 0);
+    for (int i = 0; i < 9; i++) cr_expect_eq(((double *)tg_tensor_grad(W))[i], want[i], "dW[%d]", i);
+    /* a write after all eight saves, or between two of them, is caught and blamed on the first saver */
+    for (int at = 8; at >= 3; at -= 5) {
+        tg_tape_reset(tape);
+        L = chain(tape, x, W, at);
+        if (at == 8) ((double *)tg_tensor_data(W))[4] += 1e-9;
+        cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED, "write before step %d", at);
+        tt_expect_error(TG_EMODIFIED, "tensor of shape (3,3) that matmul (node 0) saved for backward was modified");
+    }
+    /* a new recording hashes afresh: the table forgets the last one's fingerprints */
+    tg_tape_reset(tape);
+    L = chain(tape, x, W, -1);
+    cr_expect_eq(tg__tape_hashes(tape), 10);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_free(tape), tg_tape_free(unchecked);
+    tg_tensor_free(x), tg_tensor_free(W);
+}
+
 Test(tape, bad_backward_arguments) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
