@@ -248,18 +248,22 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     tg_tensor *h = zero;
     if (layer->has_state) h = tg_add(tape, zero, tg_detach(tape, layer->state));
 
-    /* One cell per step, as the seed's loop; hs[:, t, :] = h becomes a stack of the T h's. The list
-       lives in the tape's arena, so a warm training loop does no malloc here. */
+    /* The seed's loop, t = h_prev @ Wh + x_t @ Wx + b, with the input projection of every step in one GEMM
+       over all N T rows (P = xs @ Wx + b, one linear), so that backward makes dWx and dxs in one GEMM each
+       too; per step only the recurrent part, tanh(h_prev @ Wh + P[:, t, :]). hs[:, t, :] = h becomes a
+       stack of the T h's. The list lives in the tape's arena, so a warm training loop does no malloc here. */
     tg_tensor **steps = h ? tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0) : NULL;
     if (h && !steps) {
         tg__fail(TG_ENOMEM, "%s: out of memory for a list of T = %lld steps", fn, (long long)T);
         return NULL;
     }
-    for (int64_t t = 0; h && t < T; t++) {
-        h = tg_rnn_cell(tape, tg_select(tape, xs, 1, t), h, layer->Wx, layer->Wh, layer->b);
+    tg_tensor *P = h ? tg_linear(tape, xs, layer->Wx, layer->b) : NULL;
+    for (int64_t t = 0; P && h && t < T; t++) {
+        tg_tensor *hWh = tg_matmul(tape, h, layer->Wh);
+        h = tg_tanh(tape, tg_add(tape, hWh, tg_select(tape, P, 1, t)));
         if (h) steps[t] = h;
     }
-    if (!h) return NULL;
+    if (!P || !h) return NULL;
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) return NULL;
 
