@@ -44,6 +44,8 @@ struct tg_tape {
     chunk *chunks;          /* newest first; allocation takes from the head */
     fp_slot *fp_slots;      /* open addressing, a power of two long, kept across resets */
     size_t n_slots, n_fp;   /* n_fp: this recording's fingerprints */
+    fingerprint *fp_free;   /* fingerprints are carved from the arena FP_BATCH at a time */
+    int fp_left;
     int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
     tg__node *nodes;
@@ -93,6 +95,7 @@ void tg_tape_reset(tg_tape *tape) {
     if (tape->chunks) tape->chunks->used = 0;
     tape->n_nodes = 0;
     tape->n_fp = tape->n_hashed = 0;
+    tape->fp_left = 0;
     tape->done = 0;
     tape->gen++;
     header_pool *pool = &tape->headers[tape->gen & 1];
@@ -263,6 +266,11 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
              (long long)tape->n_nodes, shapes);
 }
 
+enum { FP_BATCH = 16 };
+
+/* A tensor's header cannot change, only its data: the fingerprint is of the bytes (one XXH3 call). */
+static uint64_t fp_hash(const tg_tensor *t) { return XXH3_64bits(t->data, (size_t)t->numel * tg__dsize(t->dtype)); }
+
 static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
     uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
     size_t mask = tape->n_slots - 1, i = (size_t)(h >> 32) & mask;
@@ -285,9 +293,13 @@ static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t no
     }
     size_t i = slot_of(tape, t);
     if (tape->fp_slots[i].gen == tape->gen) return tape->fp_slots[i].fp;
-    fingerprint *f = tg__arena_alloc(tape, sizeof *f, 0);
-    if (!f) return NULL;
-    *f = (fingerprint){.t = t, .hash = tg_tensor_hash(t), .node = node};
+    if (!tape->fp_left) {
+        if (!(tape->fp_free = tg__arena_alloc(tape, FP_BATCH * sizeof *tape->fp_free, 0))) return NULL;
+        tape->fp_left = FP_BATCH;
+    }
+    fingerprint *f = tape->fp_free++;
+    tape->fp_left--;
+    *f = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
     tape->n_hashed++;
     tape->fp_slots[i] = (fp_slot){f, tape->gen};
     tape->n_fp++;
@@ -312,10 +324,11 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
     for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
     int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
-    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
-    fingerprint **fp = check ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *fp, 0) : NULL;
-    if (!ins || (check && !fp))
-        return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
+    /* inputs, saved tensors and their fingerprints in one block */
+    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins + (check ? (size_t)n_saved *
+                                      sizeof(fingerprint *) : 0), 0);
+    if (!ins) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
+    fingerprint **fp = check ? (fingerprint **)(ins + n_in + n_saved) : NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
     for (int i = 0, j = 0; i < n_in && with_in; i++)
@@ -501,7 +514,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
         fingerprint *f = node->fp[i];
         if (f->checked) continue;
         tape->n_hashed++;
-        if (tg_tensor_hash(f->t) != f->hash)
+        if (fp_hash(f->t) != f->hash)
             return tg__fail(TG_EMODIFIED, "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward "
                             "was modified after it was recorded", tg__shape_str(f->t->ndim, f->t->shape, sb),
                             tg__node_name(&tape->nodes[f->node]), (long long)f->node);
@@ -510,9 +523,10 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     /* A TG__FILLS op gets new buffers unzeroed, but not while proving that backwards add, nor for a test's
        planted backward, nor twice in one node (x * x: the second use adds to the first). */
     int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
-    void **grads = tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
+    void *few[8 + 8 / sizeof(void *)]; /* most nodes have few inputs: no arena block for their list */
+    void **grads = node->n_in <= 8 ? few : tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
     if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
-    unsigned char *fresh = (unsigned char *)(grads + node->n_in);
+    unsigned char *fresh = (unsigned char *)(grads + (node->n_in <= 8 ? 8 : node->n_in));
     memset(fresh, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
         tg_tensor *x = node->in[i];

@@ -67,12 +67,11 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
         *numel = 0;
         return TG_OK;
     }
-    for (int i = 0; i < ndim; i++) {
-        if (n > limit / shape[i])
+    /* an overflow check per dim without a division (every op output passes here) */
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n) || n > limit)
             return tg__fail(TG_ENOMEM, "%s: shape %s has too many elements to address", fn,
                             tg__shape_str(ndim, shape, buf));
-        n *= shape[i];
-    }
     *numel = n;
     return TG_OK;
 }

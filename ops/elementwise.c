@@ -57,11 +57,35 @@ static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
         }                                                                                          \
     } while (0)
 
+/* Operands of one shape (h Wh + x Wx, the common case) skip the multi-index: a flat loop with oa = ob = i. */
+static int same_dims(const tg_tensor *a, const tg_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+#define EW_LOOP(flat, bc, STMT)                                                                    \
+    do {                                                                                           \
+        if (flat)                                                                                  \
+            for (int64_t i = 0; i < (bc).n; i++) {                                                 \
+                const int64_t oa = i, ob = i;                                                      \
+                (void)oa, (void)ob;                                                                \
+                STMT;                                                                              \
+            }                                                                                      \
+        else                                                                                       \
+            BCAST_LOOP(bc, STMT);                                                                  \
+    } while (0)
+
 static tg_status bcast_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
                              int64_t *shape) {
     (void)n, (void)args;
     char sa[TG__SHAPE_STR], sb[TG__SHAPE_STR];
     bcast bc;
+    if (same_dims(in[0], in[1])) {
+        *ndim = in[0]->ndim;
+        memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
+        return TG_OK;
+    }
     if (!bcast_init(&bc, in[0], in[1]))
         return tg__fail(TG_ESHAPE, "%s: shapes %s and %s do not broadcast", fn,
                         tg__shape_str(in[0]->ndim, in[0]->shape, sa), tg__shape_str(in[1]->ndim, in[1]->shape, sb));
@@ -77,15 +101,16 @@ enum { ADD, SUB, MUL, DIV };
 static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
     const tg_tensor *a = in[0], *b = in[1];
     bcast bc;
-    bcast_init(&bc, a, b);
+    int flat = same_dims(a, b);
+    if (!flat) bcast_init(&bc, a, b);
     bc.n = y->numel;
     TG__DISPATCH(a->dtype, {
         const T *pa = a->data, *pb = b->data;
         T *py = y->data;
-        if (kind == ADD) BCAST_LOOP(bc, py[i] = pa[oa] + pb[ob]);
-        else if (kind == SUB) BCAST_LOOP(bc, py[i] = pa[oa] - pb[ob]);
-        else if (kind == MUL) BCAST_LOOP(bc, py[i] = pa[oa] * pb[ob]);
-        else BCAST_LOOP(bc, py[i] = pa[oa] / pb[ob]);
+        if (kind == ADD) EW_LOOP(flat, bc, py[i] = pa[oa] + pb[ob]);
+        else if (kind == SUB) EW_LOOP(flat, bc, py[i] = pa[oa] - pb[ob]);
+        else if (kind == MUL) EW_LOOP(flat, bc, py[i] = pa[oa] * pb[ob]);
+        else EW_LOOP(flat, bc, py[i] = pa[oa] / pb[ob]);
     });
     return TG_OK;
 }
@@ -96,7 +121,8 @@ static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
 static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
-    bcast_init(&bc, a, b);
+    int flat = same_dims(a, b);
+    if (!flat) bcast_init(&bc, a, b);
     bc.n = gout->numel;
     int set_a = tg__fresh(node, 0) && a->numel == gout->numel, set_b = tg__fresh(node, 1) && b->numel == gout->numel;
     if (grads[0] && tg__fresh(node, 0) && !set_a) memset(grads[0], 0, (size_t)a->numel * tg__dsize(a->dtype));
@@ -105,24 +131,24 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
         const T *g = gout->data, *pa = a->data, *pb = b->data, *py = node->out->data;
         T *ga = grads[0], *gb = grads[1];
         if (ga && set_a) {
-            if (kind == MUL) BCAST_LOOP(bc, ga[oa] = g[i] * pb[ob]);
-            else if (kind == DIV) BCAST_LOOP(bc, ga[oa] = g[i] / pb[ob]);
-            else BCAST_LOOP(bc, ga[oa] = g[i]);
+            if (kind == MUL) EW_LOOP(flat, bc, ga[oa] = g[i] * pb[ob]);
+            else if (kind == DIV) EW_LOOP(flat, bc, ga[oa] = g[i] / pb[ob]);
+            else EW_LOOP(flat, bc, ga[oa] = g[i]);
         } else if (ga) {
-            if (kind == MUL) BCAST_LOOP(bc, ga[oa] += g[i] * pb[ob]);
-            else if (kind == DIV) BCAST_LOOP(bc, ga[oa] += g[i] / pb[ob]);
-            else BCAST_LOOP(bc, ga[oa] += g[i]);
+            if (kind == MUL) EW_LOOP(flat, bc, ga[oa] += g[i] * pb[ob]);
+            else if (kind == DIV) EW_LOOP(flat, bc, ga[oa] += g[i] / pb[ob]);
+            else EW_LOOP(flat, bc, ga[oa] += g[i]);
         }
         if (gb && set_b) {
-            if (kind == MUL) BCAST_LOOP(bc, gb[ob] = g[i] * pa[oa]);
-            else if (kind == DIV) BCAST_LOOP(bc, gb[ob] = -(g[i] * py[i] / pb[ob]));
-            else if (kind == SUB) BCAST_LOOP(bc, gb[ob] = -g[i]);
-            else BCAST_LOOP(bc, gb[ob] = g[i]);
+            if (kind == MUL) EW_LOOP(flat, bc, gb[ob] = g[i] * pa[oa]);
+            else if (kind == DIV) EW_LOOP(flat, bc, gb[ob] = -(g[i] * py[i] / pb[ob]));
+            else if (kind == SUB) EW_LOOP(flat, bc, gb[ob] = -g[i]);
+            else EW_LOOP(flat, bc, gb[ob] = g[i]);
         } else if (gb) {
-            if (kind == MUL) BCAST_LOOP(bc, gb[ob] += g[i] * pa[oa]);
-            else if (kind == DIV) BCAST_LOOP(bc, gb[ob] -= g[i] * py[i] / pb[ob]);
-            else if (kind == SUB) BCAST_LOOP(bc, gb[ob] -= g[i]);
-            else BCAST_LOOP(bc, gb[ob] += g[i]);
+            if (kind == MUL) EW_LOOP(flat, bc, gb[ob] += g[i] * pa[oa]);
+            else if (kind == DIV) EW_LOOP(flat, bc, gb[ob] -= g[i] * py[i] / pb[ob]);
+            else if (kind == SUB) EW_LOOP(flat, bc, gb[ob] -= g[i]);
+            else EW_LOOP(flat, bc, gb[ob] += g[i]);
         }
     });
     return TG_OK;
