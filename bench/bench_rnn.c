@@ -20,7 +20,7 @@
  * Usage: bench_rnn [--quick] [--only W2] [--reps n]
  *   --quick   tiny sizes, well under a second: a meson test (suite 'bench') so that this file cannot rot;
  *             it checks the benched gradients against the hand-derived reference, never the timings
- *   --only    one workload (to profile: perf record bench_rnn --only W2)
+ *   --only    one part: a workload's name, overhead or gradcheck (to profile: perf record bench_rnn --only W2)
  * Before timing, the benched computation is checked against tg_time_rnn_ref in both dtypes; a mismatch
  * exits 1.
  */
@@ -309,7 +309,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) min_reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256] [--reps n]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|overhead|gradcheck] [--reps n]\n", argv[0]);
             return 2;
         }
     }
@@ -351,13 +351,12 @@ int main(int argc, char **argv) {
             rows[nr++] = r;
         }
     }
-    double ns[2], om[2];
-    overhead(1, quick, &ns[0], &om[0]);
-    overhead(0, quick, &ns[1], &om[1]);
+    double ns[2] = {NAN, NAN}, om[2] = {NAN, NAN}, gc = NAN;
+    if (!only || !strcmp(only, "overhead")) overhead(1, quick, &ns[0], &om[0]), overhead(0, quick, &ns[1], &om[1]);
+    openblas_set_num_threads(1);
+    if (!only || !strcmp(only, "gradcheck")) gc = gradcheck_ms(quick);
     printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000): %.1f ns with checks, %.1f ns "
            "without; mallocs per warm chain: %.0f, %.0f\n", ns[0], ns[1], om[0], om[1]);
-    openblas_set_num_threads(1);
-    double gc = gradcheck_ms(quick);
     printf("# full-mode tg_gradcheck of TimeRNN N 2 T 5 D 3 H 4, f64, 1 OpenBLAS thread: %.3f ms\n\n", gc);
 
     for (int i = 0; i < nr; i++) {

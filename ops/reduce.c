@@ -32,7 +32,10 @@ static tg_status all_backward(const tg__node *node, const tg_tensor *gout, void 
     int set = tg__fresh(node, 0);
     TG__DISPATCH(x->dtype, {
         T g = (T)(*(const T *)gout->data * node->args.f[0]), *gx = grads[0];
-        for (int64_t i = 0; i < x->numel; i++) gx[i] = (set ? 0 : gx[i]) + g;
+        if (set)
+            for (int64_t i = 0; i < x->numel; i++) gx[i] = g;
+        else
+            for (int64_t i = 0; i < x->numel; i++) gx[i] += g;
     });
     return TG_OK;
 }

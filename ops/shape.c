@@ -146,8 +146,9 @@ static tg_status stack_backward(const tg__node *node, const tg_tensor *gout, voi
             const T *g = gout->data;
             T *gx = grads[i];
             for (int64_t o = 0; o < outer; o++)
-                for (int64_t j = 0; j < inner; j++)
-                    gx[o * inner + j] = (set ? 0 : gx[o * inner + j]) + g[(o * n + i) * inner + j];
+                if (set) memcpy(gx + o * inner, g + (o * n + i) * inner, (size_t)inner * sizeof(T));
+                else
+                    for (int64_t j = 0; j < inner; j++) gx[o * inner + j] += g[(o * n + i) * inner + j];
         });
     }
     return TG_OK;
@@ -317,7 +318,9 @@ static tg_status reshape_backward(const tg__node *node, const tg_tensor *gout, v
     TG__DISPATCH(gout->dtype, {
         const T *g = gout->data;
         T *gx = grads[0];
-        for (int64_t i = 0; i < gout->numel; i++) gx[i] = (set ? 0 : gx[i]) + g[i];
+        if (set) memcpy(gx, g, (size_t)gout->numel * sizeof(T));
+        else
+            for (int64_t i = 0; i < gout->numel; i++) gx[i] += g[i];
     });
     return TG_OK;
 }
