@@ -172,6 +172,36 @@ Test(tape, a_tensor_saved_by_many_nodes_is_hashed_once_each_way_and_still_checke
     tg_tensor_free(x), tg_tensor_free(W);
 }
 
+/* 40 steps of h = tanh(0.9 h) on (32,32): backward's gradients of the 80 intermediates are done with one
+   node after another, so a few 8 KiB blocks serve them all; a retained one keeps its own. */
+Test(tape, backward_reuses_the_blocks_of_gradients_it_is_done_with) {
+    const int64_t block = 32 * 32 * (int64_t)sizeof(double);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 3, 32, 32), *h = x, *mid = NULL;
+    for (int t = 0; t < 40; t++) {
+        h = tg_tanh(tape, tg_scale(tape, h, 0.9));
+        if (t == 19) mid = h;
+    }
+    tg_tensor *L = tg_sum(tape, h);
+    cr_assert_eq(tg_retain_grad(tape, mid), TG_OK);
+    int64_t forward = tg_tape_memory(tape);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    int64_t used = tg_tape_memory(tape) - forward;
+    cr_expect(used <= 5 * block, "backward took %lld bytes, %.1f blocks of 8 KiB", (long long)used,
+              (double)used / (double)block);
+    /* the retained gradient is dL/dmid: the gradient of the last 20 steps run from a copy of mid */
+    tg_tensor *y = tg_param_new(TG_F64, 2, TT_SHAPE(32, 32));
+    memcpy(tg_tensor_data(y), tg_tensor_data(mid), (size_t)block);
+    double *want = tg_tensor_grad(y), *got = tg_tensor_grad(mid);
+    tg_tape *other = tg_tape_new();
+    h = y;
+    for (int t = 20; t < 40; t++) h = tg_tanh(other, tg_scale(other, h, 0.9));
+    cr_assert_eq(tg_backward(other, tg_sum(other, h), NULL), TG_OK);
+    for (int i = 0; i < 32 * 32; i++) cr_expect_eq(got[i], want[i], "dL/dmid[%d]", i);
+    tg_tape_free(tape), tg_tape_free(other);
+    tg_tensor_free(x), tg_tensor_free(y);
+}
+
 Test(tape, bad_backward_arguments) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
