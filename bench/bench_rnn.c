@@ -21,6 +21,7 @@
  *   --quick   tiny sizes, well under a second: a meson test (suite 'bench') so that this file cannot rot;
  *             it checks the benched gradients against the hand-derived reference, never the timings
  *   --only    one part: a workload's name, overhead or gradcheck (to profile: perf record bench_rnn --only W2)
+ *   --gemm-threads   instead, each of the workloads' GEMM shapes alone at 1 and 2 threads
  * Before timing, the benched computation is checked against tg_time_rnn_ref in both dtypes; a mismatch
  * exits 1.
  */
@@ -271,6 +272,37 @@ static void overhead(int checks, int quick, double *ns, double *mallocs) {
     tg_tensor_free(x), tg_tensor_free(w);
 }
 
+/* One GEMM shape at 1 and 2 OpenBLAS threads, straight cblas_sgemm (C = A B): where a second thread helps.
+   The shapes are the workloads' (per step (N,H)x(H,H), the batched projection (N T,H)x(H,H) and its
+   weight gradient (H,N T)x(N T,H)). */
+static void gemm_threads(const workload *ws, int nw, const char *only) {
+    printf("\n# one sgemm C(m,n) = A(m,k) B(k,n) at 1 and 2 OpenBLAS threads (median us of 200 calls each way, "
+           "in turn)\n");
+    printf("%-8s %6s %6s %6s %11s | %9s %9s %7s\n", "workload", "m", "n", "k", "m n k", "1 thr us", "2 thr us",
+           "2/1");
+    for (int i = 0; i < nw; i++) {
+        if (only && strcmp(only, ws[i].name)) continue;
+        int64_t N = ws[i].N, T = ws[i].T, H = ws[i].H;
+        int64_t shapes[3][3] = {{N, H, H}, {N * T, H, H}, {H, H, N * T}};
+        for (int s = 0; s < 3; s++) {
+            int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            float *A = buf(m * k), *B = buf(k * n), *C = buf(m * n);
+            double v[2][MAX_REPS];
+            for (int r = 0; r < MAX_REPS; r++)
+                for (int th = 0; th < 2; th++) {
+                    openblas_set_num_threads(th + 1);
+                    double t0 = now_ms();
+                    SG(CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n);
+                    v[th][r] = (now_ms() - t0) * 1e3;
+                }
+            double t1 = median(v[0], MAX_REPS), t2 = median(v[1], MAX_REPS);
+            printf("%-8s %6lld %6lld %6lld %11.3g | %9.1f %9.1f %7.2f\n", ws[i].name, (long long)m, (long long)n,
+                   (long long)k, (double)m * (double)n * (double)k, t1, t2, t2 / t1);
+            free(A), free(B), free(C);
+        }
+    }
+}
+
 static tg_tensor *rnn_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     (void)in;
     return tg_time_rnn_forward(tape, ctx, in[0]);
@@ -302,14 +334,16 @@ static double gradcheck_ms(int quick) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, min_reps = 15;
+    int quick = 0, min_reps = 15, gemm_only = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--gemm-threads")) gemm_only = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) min_reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|overhead|gradcheck] [--reps n]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|overhead|gradcheck] [--reps n] "
+                    "[--gemm-threads]\n", argv[0]);
             return 2;
         }
     }
@@ -323,6 +357,7 @@ int main(int argc, char **argv) {
     if (min_reps > MAX_REPS) min_reps = MAX_REPS;
     if (quick) min_reps = 3;
     const char *alloc = env_or("GLIBC_TUNABLES", "default");
+    if (gemm_only) return gemm_threads(ws, quick ? 2 : 3, only), 0;
 
     printf("# bench_rnn: TimeRNN f32 training step (zero grads, forward, backward, reset), D = H, xs needs a "
            "gradient%s\n", quick ? " (--quick: tiny sizes, timings meaningless)" : "");
@@ -355,18 +390,19 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "overhead")) overhead(1, quick, &ns[0], &om[0]), overhead(0, quick, &ns[1], &om[1]);
     openblas_set_num_threads(1);
     if (!only || !strcmp(only, "gradcheck")) gc = gradcheck_ms(quick);
-    printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000): %.1f ns with checks, %.1f ns "
-           "without; mallocs per warm chain: %.0f, %.0f\n", ns[0], ns[1], om[0], om[1]);
+    printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000): %.1f ns with checks, "
+           "%.1f ns without; mallocs per warm chain: %.0f, %.0f\n", ns[0], ns[1], om[0], om[1]);
     printf("# full-mode tg_gradcheck of TimeRNN N 2 T 5 D 3 H 4, f64, 1 OpenBLAS thread: %.3f ms\n\n", gc);
 
     for (int i = 0; i < nr; i++) {
         const row *r = &rows[i];
         double flop = 6.0 * (double)r->N * (double)r->H * (double)(r->H + r->D) * (double)r->T;
         for (int k = 0; k < 2; k++)
-            printf("{\"bench\": \"tapegrad\", \"workload\": \"%s\", \"N\": %lld, \"T\": %lld, \"D\": %lld, \"H\": %lld, "
-                   "\"threads\": %d, \"checks\": \"%s\", \"ms\": %.4f, \"bound_ms\": %.4f, \"ratio\": %.4f, "
-                   "\"gflops\": %.2f, \"peak_mib\": %.3f, \"mallocs_per_step\": %.0f, \"allocator\": \"tape arena, glibc "
-                   "%s\"}\n", r->workload, (long long)r->N, (long long)r->T, (long long)r->D, (long long)r->H,
+            printf("{\"bench\": \"tapegrad\", \"workload\": \"%s\", \"N\": %lld, \"T\": %lld, \"D\": %lld, "
+                   "\"H\": %lld, \"threads\": %d, \"checks\": \"%s\", \"ms\": %.4f, \"bound_ms\": %.4f, "
+                   "\"ratio\": %.4f, \"gflops\": %.2f, \"peak_mib\": %.3f, \"mallocs_per_step\": %.0f, "
+                   "\"allocator\": \"tape arena, glibc %s\"}\n", r->workload, (long long)r->N, (long long)r->T,
+                   (long long)r->D, (long long)r->H,
                    r->threads, k ? "off" : "saved", r->ms[k], r->bound, r->ms[k] / r->bound, flop / (r->ms[k] * 1e6),
                    r->peak[k] / 1048576.0, r->mallocs[k], alloc);
     }

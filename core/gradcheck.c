@@ -620,6 +620,7 @@ enum { ELEMENTWISE_MAX = 4096, FULL_MAX_OUT = 16, FULL_MAX_IN = 256 };
 
 /* One node's rerun: its inputs and output as leaves of the check's own, and the node pointing at them. */
 typedef struct {
+    tg_tape *tape; /* the recording's: its scratch serves the proof that the backward adds */
     const tg__node *node;
     int64_t k;
     tg__node fake;
@@ -661,8 +662,9 @@ static int rerun(node_run *r, tg_tensor *y) {
 /* Leaves for the rerun: built-in ops in f64 (their kernels are one template for both dtypes, and f64
    differences are the sharper check), custom ops in their own dtype (a user's callback may know only
    one); index inputs as they are. */
-static int node_setup(node_run *r, const tg__node *node, int64_t k, uint64_t seed) {
+static int node_setup(node_run *r, tg_tape *tape, const tg__node *node, int64_t k, uint64_t seed) {
     memset(r, 0, sizeof *r);
+    r->tape = tape;
     r->node = node;
     r->k = k;
     r->fake = *node;
@@ -702,7 +704,7 @@ static int node_setup(node_run *r, const tg__node *node, int64_t k, uint64_t see
 static int node_backward(node_run *r, const tg_tensor *gv, int check) {
     for (int i = 0; i < r->fake.n_in; i++)
         if (r->checked[i]) memset(r->buf[i], 0, (size_t)r->x[i]->numel * tg__dsize(r->x[i]->dtype));
-    if (tg__node_backward(&r->fake, r->k, gv, r->buf, check) != TG_OK) {
+    if (tg__node_backward(r->tape, &r->fake, r->k, gv, r->buf, check) != TG_OK) {
         /* the overwrite message names the op and node already */
         const char *m = tg_last_error();
         if (strncmp(m, "backward of", 11)) return node_fail(r, "its backward failed: %s", m);
@@ -819,7 +821,7 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         const tg__node *node = tg__tape_node(tape, k);
         acc nc;
         acc_init(&nc);
-        int ok = node_setup(&r, node, k, o.seed) && node_check(&r, &o, &nc);
+        int ok = node_setup(&r, tape, node, k, o.seed) && node_check(&r, &o, &nc);
         if (ok && nc.n_bad) {
             char loc[128];
             where_str(loc, sizeof loc, nc.input, nc.index, nc.out_index);

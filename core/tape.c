@@ -2,10 +2,8 @@
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
-#if defined(__x86_64__)
-#include <xxh_x86dispatch.h> /* XXH3 with AVX2 or AVX-512 where present: 3x the plain build's speed here */
-#endif
 #include "tg_internal.h"
+#include "vmath.h"
 
 /* Arena chunks hold op outputs' data and gradients. Tensor headers live apart, in blocks that are
    never freed before the tape, in two pools that successive recordings alternate between: an output
@@ -58,6 +56,8 @@ struct tg_tape {
     size_t n_slots, n_fp;   /* n_fp: this recording's fingerprints */
     fingerprint *fp_free;   /* fingerprints are carved from the arena FP_BATCH at a time */
     struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
+    void *scratch;          /* tg__node_backward's proof that a backward adds */
+    size_t scratch_size;
     int fp_left;
     int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
@@ -128,6 +128,7 @@ void tg_tape_free(tg_tape *tape) {
         }
     tg__free(tape->nodes);
     tg__free(tape->fp_slots);
+    tg__free(tape->scratch);
     tg__free(tape);
 }
 
@@ -282,9 +283,15 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
 
 enum { FP_BATCH = 16 };
 
-/* A tensor's header cannot change, only its data: the fingerprint is of the bytes (one XXH3 call, the same
-   value whichever instruction set computes it). */
-static uint64_t fp_hash(const tg_tensor *t) { return XXH3_64bits(t->data, (size_t)t->numel * tg__dsize(t->dtype)); }
+/* A tensor's header cannot change, only its data: the fingerprint is of the bytes, one XXH3 call, vectorized
+   where the processor allows (the same value whichever instruction set computes it). */
+static uint64_t fp_hash(const tg_tensor *t) {
+    size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+#if defined(__x86_64__)
+    if (tg__vmath_isa() >= TG__ISA_AVX2) return tg__xxh3_avx(t->data, bytes);
+#endif
+    return XXH3_64bits(t->data, bytes);
+}
 
 static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
     uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
@@ -493,10 +500,24 @@ static tg_status call_backward(const tg__node *node, const tg_tensor *gout, void
 }
 
 /* The pattern a checked backward finds in its buffers on its second run: values no gradient is likely
-   to cancel. */
-static double pattern(int64_t j) { return 0.75 + 0.125 * (double)(j % 11); }
+   to cancel, 0.75 + 0.125 (j mod 11) at element j. */
+#define PATTERN(p) (0.75 + 0.125 * (double)(p))
+#define NEXT(p) ((p) == 10 ? 0 : (p) + 1)
 
-tg_status tg__node_backward(const tg__node *node_in, int64_t k, const tg_tensor *gout, void *const *all, int check) {
+/* The proof's scratch: the tape keeps it, grown when a node needs more, so that a gradient check's many
+   checked backwards malloc nothing once warm. */
+static void *scratch(tg_tape *tape, size_t bytes) {
+    if (tape->scratch_size < bytes) {
+        void *p = tg__malloc(bytes);
+        if (!p) return NULL;
+        tg__free(tape->scratch);
+        tape->scratch = p, tape->scratch_size = bytes;
+    }
+    return tape->scratch;
+}
+
+tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, const tg_tensor *gout,
+                            void *const *all, int check) {
     if (!check) return call_backward(node_in, gout, all);
     tg__node copy = *node_in, *node = &copy;
     copy.fresh = NULL; /* proving that it adds: every buffer holds something */
@@ -506,23 +527,24 @@ tg_status tg__node_backward(const tg__node *node_in, int64_t k, const tg_tensor 
     int n = node->n_in;
     /* keep[i]: S, keep[n + i]: R, keep[2n + i]: the buffer to check, or NULL where none is, or where an
        input used twice (x * x) hands the same buffer again: it is kept, patterned and compared once. */
-    void **keep = tg__calloc((size_t)3 * (size_t)n * sizeof *keep);
-    tg_status st = keep ? TG_OK : tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
-    void **grads = keep ? keep + 2 * n : NULL;
-    for (int i = 0; i < n && !st; i++) {
+    size_t need = ((size_t)3 * (size_t)n * sizeof(void *) + 63) & ~(size_t)63;
+    for (int i = 0; i < n; i++)
+        if (all[i]) need += 2 * (((size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype) + 63) & ~(size_t)63);
+    void **keep = scratch(tape, need);
+    if (!keep) return tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
+    void **grads = keep + 2 * n;
+    char *next = (char *)keep + (((size_t)3 * (size_t)n * sizeof(void *) + 63) & ~(size_t)63);
+    for (int i = 0; i < n; i++) {
         grads[i] = all[i];
         for (int j = 0; j < i; j++)
             if (all[j] == all[i]) grads[i] = NULL;
+        size_t bytes = grads[i] ? (size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype) : 0;
+        keep[i] = next;                                      /* S */
+        keep[n + i] = next + ((bytes + 63) & ~(size_t)63);   /* R */
+        next += 2 * ((bytes + 63) & ~(size_t)63);
+        if (bytes) memcpy(keep[i], grads[i], bytes);
     }
-    for (int i = 0; i < n && !st; i++) {
-        if (!grads[i]) continue;
-        size_t bytes = (size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype);
-        keep[i] = tg__malloc(bytes);       /* S */
-        keep[n + i] = tg__malloc(bytes);   /* R */
-        if (!keep[i] || !keep[n + i]) st = tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
-        else memcpy(keep[i], grads[i], bytes);
-    }
-    if (!st) st = call_backward(node, gout, all);
+    tg_status st = call_backward(node, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -530,7 +552,7 @@ tg_status tg__node_backward(const tg__node *node_in, int64_t k, const tg_tensor 
         TG__DISPATCH(x->dtype, {
             T *g = grads[i];
             const T *s0 = keep[i];
-            for (int64_t j = 0; j < x->numel; j++) g[j] = s0[j] + (T)pattern(j);
+            for (int64_t j = 0, p = 0; j < x->numel; j++, p = NEXT(p)) g[j] = s0[j] + (T)PATTERN(p);
         });
     }
     if (!st) st = call_backward(node, gout, all);
@@ -541,21 +563,19 @@ tg_status tg__node_backward(const tg__node *node_in, int64_t k, const tg_tensor 
             T *g = grads[i];
             const T *s0 = keep[i], *r = keep[n + i];
             const double rel = sizeof(T) == sizeof(float) ? 1e-4 : 1e-10;
-            for (int64_t j = 0; j < x->numel && !st; j++) {
-                double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)pattern(j);
-                double tol = rel * (fabs((double)s0[j]) + fabs((double)r[j]) + pattern(j) + fabs(d1));
+            for (int64_t j = 0, p = 0; j < x->numel && !st; j++, p = NEXT(p)) {
+                double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)PATTERN(p);
+                double tol = rel * (fabs((double)s0[j]) + fabs((double)r[j]) + PATTERN(p) + fabs(d1));
                 /* a NaN or Inf is the gradient checks' to report, not an overwrite */
                 if (isfinite(d1) && isfinite(d2) && !(fabs(d1 - d2) <= tol))
                     st = tg__fail(TG_EINVAL, "backward of %s (node %lld) overwrites its gradient of input %d instead "
                                   "of adding to it: element %lld gains %.10g, but %.10g when its buffer holds %.10g "
                                   "more", tg__node_name(node), (long long)k, i, (long long)j,
-                                  d1, d2, pattern(j));
+                                  d1, d2, PATTERN(p));
             }
             memcpy(g, r, (size_t)x->numel * sizeof(T));
         });
     }
-    for (int i = 0; keep && i < 2 * n; i++) tg__free(keep[i]);
-    tg__free(keep);
     return st;
 }
 
@@ -598,7 +618,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    tg_status st = tg__node_backward(node, k, &gout, grads, tape->check_accumulate);
+    tg_status st = tg__node_backward(tape, node, k, &gout, grads, tape->check_accumulate);
     node->fresh = NULL;
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)

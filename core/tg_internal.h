@@ -182,11 +182,13 @@ void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* A new output of the tape: data from the arena (zeroed when zero is set). NULL on TG_ENOMEM. */
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
                        int zero);
-/* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice, the
+/* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice (with
+   scratch that tape keeps), the
    second time on buffers holding a known pattern more, and fails (TG_EINVAL, "backward of <op> (node k)
    overwrites its gradient ...") unless the second run added the same amounts: the gradient checks'
    proof that a backward adds rather than assigns. */
-tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *grads, int check);
+tg_status tg__node_backward(tg_tape *tape, const tg__node *node, int64_t k, const tg_tensor *gout,
+                            void *const *grads, int check);
 /* Gradient checks turn that proof on for every node of a tape's backward. */
 void tg__tape_check_accumulate(tg_tape *tape, int on);
 /* How many tensors TG_CHECK_SAVED hashed for the current recording, when saved and in backward. */

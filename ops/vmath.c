@@ -27,7 +27,7 @@ int tg__vmath_use(int isa) {
     return use;
 }
 
-static int isa_now(void) {
+int tg__vmath_isa(void) {
     int isa = atomic_load_explicit(&isa_in_force, memory_order_relaxed);
     return isa >= 0 ? isa : tg__vmath_use(-1);
 }
@@ -51,7 +51,7 @@ static void scalar(tg__vfn f, int f64, const void *x, void *y, int64_t from, int
 static void vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
     int64_t done = 0;
 #if defined(__x86_64__)
-    int isa = isa_now();
+    int isa = tg__vmath_isa();
     done = isa == TG__ISA_AVX512 ? tg__vmath_avx512(f, f64, x, y, n)
            : isa == TG__ISA_AVX2 ? tg__vmath_avx2(f, f64, x, y, n) : 0;
 #endif
@@ -68,8 +68,8 @@ static void vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
    very negative x keeps its tiny value instead of cancelling to 0 as 1 - 1 / (1 + e^-x) would. The
    rounding error c of s = 1 + e is recovered exactly (Fast2Sum, as 1 >= e) and taken out, q / (s + c) =
    q / s (1 - c / s): without it the three roundings reach 2.3 ulp. -|x| is clamped where e^-|x| is 0
-   already: SLEEF's exp raises a spurious overflow flag for arguments far below that. Blocks of B keep e in L1 between the
-   two passes; y may be x (x[i] is read before y[i] is written). */
+   already: SLEEF's exp raises a spurious overflow flag for arguments far below that. Blocks of B keep e
+   in L1 between the two passes; y may be x (x[i] is read before y[i] is written). */
 #define SIGMOID(T)                                                                                 \
     do {                                                                                           \
         enum { B = 512 };                                                                          \

@@ -2,6 +2,8 @@
    entry points take __m256 by value. They dispatch inside libsleef (avx2, fma4 or avx). */
 #include <immintrin.h>
 #include <sleef.h>
+#include <xxhash.h>
+#include <xxh_x86dispatch.h>
 #include "vmath.h"
 
 #define LOOP(W, LOAD, STORE, FN)                                                                   \
@@ -23,4 +25,10 @@ int64_t tg__vmath_avx2(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
         else if (f == TG__VLOG) LOOP(8, _mm256_loadu_ps, _mm256_storeu_ps, Sleef_logf8_u10)
     }
     return i;
+}
+
+uint64_t tg__xxh3_avx(const void *p, size_t n) {
+    uint64_t h = XXH3_64bits_dispatch(p, n);
+    _mm256_zeroupper();
+    return h;
 }
