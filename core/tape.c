@@ -344,7 +344,9 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     tg__save save = op->save;
     int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
     int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
-    for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
+    if (with_in && !op->unsaved) n_saved += n_in;
+    else
+        for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
     int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
     /* inputs, saved tensors and their fingerprints in one block */
     tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins + (check ? (size_t)n_saved *
@@ -353,8 +355,10 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     fingerprint **fp = check ? (fingerprint **)(ins + n_in + n_saved) : NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
-    for (int i = 0, j = 0; i < n_in && with_in; i++)
-        if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
+    if (with_in && !op->unsaved) memcpy(saved, in, (size_t)n_in * sizeof *saved);
+    else
+        for (int i = 0, j = 0; i < n_in && with_in; i++)
+            if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
     if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
     for (int i = 0; check && i < n_saved; i++)
         if (!(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
@@ -603,7 +607,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     memset(fresh, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
         tg_tensor *x = node->in[i];
-        if (fills && x->grad)
+        if (fills && x->grad && !(x->flags & TG__PARAM)) /* a parameter's buffer is never fresh */
             for (int j = 0; j < i; j++)
                 if (fresh[j] && node->in[j] == x) {
                     memset(x->grad, 0, (size_t)x->numel * tg__dsize(x->dtype));

@@ -80,7 +80,7 @@ void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shap
     memset(t, 0, sizeof *t);
     t->dtype = dtype;
     t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i]; /* a few dims: no memcpy call per op output */
     t->numel = numel;
     t->data = data;
     t->node = -1;
