@@ -1,13 +1,37 @@
 /* matmul: (M,K) @ (K,N) -> (M,N) through OpenBLAS; and tg_linear, x (...,K) @ W (K,M) + b (M,). */
 #include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include "tg_internal.h"
+
+/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18 (below 10^6, on AVX-512, its small-matrix
+   kernels run on one thread anyway). On this project's 2-core machines a second thread only pays from about
+   10^8 multiply-adds on (bench_rnn --gemm-threads: at 2 10^7, as an RNN step's h @ Wh at H 512 or W1's
+   whole-sequence projection, it is slower, and 30x slower while the other core is busy, as the call waits for
+   its worker), so smaller GEMMs run on one thread. Only when the user has not chosen: with OPENBLAS_NUM_THREADS
+   (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides alone. The count is process-wide, lowered
+   and put back around the call: a program calling BLAS from several threads at once should set one. */
+#define GEMM_THREADS_MIN 1e8
+
+static int user_chose_threads(void) {
+    static atomic_int chose = -1;
+    int c = atomic_load_explicit(&chose, memory_order_relaxed);
+    if (c < 0) {
+        c = getenv("OPENBLAS_NUM_THREADS") || getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS");
+        atomic_store_explicit(&chose, c, memory_order_relaxed);
+    }
+    return c;
+}
 
 /* C = op(A) op(B) + beta C, row-major, in either dtype. BLAS wants leading dims >= 1 even for empty
    matrices. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (m == 0 || n == 0) return;
+    int threads = (double)m * (double)n * (double)k < GEMM_THREADS_MIN && !user_chose_threads()
+                      ? openblas_get_num_threads() : 1;
+    if (threads > 1) openblas_set_num_threads(1);
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     enum CBLAS_TRANSPOSE A_t = ta ? CblasTrans : CblasNoTrans, B_t = tb ? CblasTrans : CblasNoTrans;
     if (dt == TG_F32)
@@ -16,6 +40,7 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
     else
         cblas_dgemm(CblasRowMajor, A_t, B_t, (blasint)m, (blasint)n, (blasint)k, 1.0, A, (blasint)lda, B,
                     (blasint)ldb, beta, C, (blasint)ldc);
+    if (threads > 1) openblas_set_num_threads(threads);
 }
 
 static tg_status matmul_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
