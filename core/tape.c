@@ -28,7 +28,9 @@ typedef struct {
 
 /* An intermediate's gradient is dead once its node's backward has run (every node that adds to it comes
    later on the tape): backward hands its block to the next gradient of the same size instead of taking new
-   memory, so that a T-step RNN's per-step gradients take a few blocks, not T. Lists per power of two. */
+   memory, so that a T-step RNN's per-step gradients take a few blocks, not T. The data of a layer's
+   intermediates that no node saved goes the same way (tg__tape_release), to the next output or gradient of
+   its size. Lists per power of two, exact sizes within. */
 typedef struct spare {
     struct spare *next;
     size_t size;
@@ -69,6 +71,32 @@ struct tg_tape {
     uint64_t gen;  /* bumped by every reset */
     int done;      /* backward has run on this recording */
 };
+
+static int spare_class(size_t bytes) {
+    int log2 = bytes ? 63 - __builtin_clzll((unsigned long long)bytes) : 0;
+    return log2 < SPARE_CLASSES ? log2 : SPARE_CLASSES - 1;
+}
+
+static size_t block_bytes(const tg_tensor *t) { return ((size_t)t->numel * tg__dsize(t->dtype) + 63) & ~(size_t)63; }
+
+/* A spare block of exactly bytes (a multiple of 64), or NULL. */
+static void *spare_take(tg_tape *tape, size_t bytes) {
+    for (spare **p = &tape->spares[spare_class(bytes)]; bytes && *p; p = &(*p)->next)
+        if ((*p)->size == bytes) {
+            spare *s = *p;
+            *p = s->next;
+            return s;
+        }
+    return NULL;
+}
+
+static void spare_put(tg_tape *tape, void *block, size_t bytes) {
+    if (!bytes) return;
+    spare *s = block;
+    s->size = bytes;
+    s->next = tape->spares[spare_class(bytes)];
+    tape->spares[spare_class(bytes)] = s;
+}
 
 enum { MIN_CHUNK = 1 << 20 };
 
@@ -203,7 +231,10 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
     int64_t numel;
     if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
     tg_tensor *t = new_header(tape);
-    void *data = t ? tg__arena_alloc(tape, (size_t)numel * tg__dsize(dtype), zero) : NULL;
+    size_t bytes = (size_t)numel * tg__dsize(dtype);
+    void *data = t ? spare_take(tape, (bytes + 63) & ~(size_t)63) : NULL;
+    if (data && zero) memset(data, 0, bytes);
+    if (t && !data) data = tg__arena_alloc(tape, bytes, zero);
     if (!data) {
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
@@ -212,6 +243,14 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
     t->tape = tape;
     t->gen = tape->gen;
     return t;
+}
+
+void tg__tape_release(tg_tape *tape, tg_tensor *t) {
+    if (!t || !tape || t->tape != tape || t->gen != tape->gen || t->node < 0 || !t->data ||
+        (t->flags & (TG__SAVED | TG__RETAIN)))
+        return;
+    spare_put(tape, t->data, block_bytes(t));
+    t->data = NULL;
 }
 
 /* Input i's name in messages: the op's own ("a", "x"), else "input i". */
@@ -360,6 +399,8 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
         for (int i = 0, j = 0; i < n_in && with_in; i++)
             if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
     if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
+    for (int i = 0; i < n_saved; i++) /* tg__tape_release leaves these alone; leaves it never takes */
+        if (saved[i]->tape) saved[i]->flags |= TG__SAVED;
     for (int i = 0; check && i < n_saved; i++)
         if (!(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
             return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
@@ -396,33 +437,9 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
    unless zero is 0 and the buffer is new, which *fresh then tells (the first contribution assigns). A
    build with assertions fills a fresh buffer with NaN, so that an element a backward fails to write
    shows in every gradient after it. */
-static size_t grad_bytes(const tg_tensor *t) { return ((size_t)t->numel * tg__dsize(t->dtype) + 63) & ~(size_t)63; }
-static int spare_class(size_t bytes) {
-    int log2 = bytes ? 63 - __builtin_clzll((unsigned long long)bytes) : 0;
-    return log2 < SPARE_CLASSES ? log2 : SPARE_CLASSES - 1;
-}
-
-/* A spare block of exactly t's gradient's size, or NULL. */
-static void *take_spare(tg_tape *tape, const tg_tensor *t) {
-    size_t bytes = grad_bytes(t);
-    for (spare **p = &tape->spares[spare_class(bytes)]; *p; p = &(*p)->next)
-        if ((*p)->size == bytes) {
-            spare *s = *p;
-            *p = s->next;
-            return s;
-        }
-    return NULL;
-}
-
 /* t's gradient is done with: its block becomes a spare (blocks are 64-byte multiples, room for the link). */
 static void give_spare(tg_tape *tape, tg_tensor *t) {
-    size_t bytes = grad_bytes(t);
-    if (t->grad && bytes && !(t->flags & (TG__RETAIN | TG__PARAM))) {
-        spare *s = t->grad;
-        s->size = bytes;
-        s->next = tape->spares[spare_class(bytes)];
-        tape->spares[spare_class(bytes)] = s;
-    }
+    if (t->grad && !(t->flags & (TG__RETAIN | TG__PARAM))) spare_put(tape, t->grad, block_bytes(t));
     t->grad = NULL;
 }
 
@@ -431,7 +448,7 @@ static void *grad_buffer(tg_tape *tape, tg_tensor *t, int zero, unsigned char *f
     if (t->flags & TG__PARAM) t->flags |= TG__GRADDED;
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
-        if ((t->grad = take_spare(tape, t))) {
+        if ((t->grad = spare_take(tape, block_bytes(t)))) {
             if (zero) memset(t->grad, 0, bytes);
         } else {
             t->grad = tg__arena_alloc(tape, bytes, zero);

@@ -15,6 +15,7 @@
 /* A parameter whose gradient some backward has written (set once, never cleared, tg_zero_grad
    included): an optimizer skips the others, as torch.optim skips a parameter whose grad is None. */
 #define TG__GRADDED 16u
+#define TG__SAVED 32u /* an op output some node saved for backward (tg__tape_release keeps its data) */
 
 struct tg_tensor {
     tg_dtype dtype;
@@ -189,6 +190,11 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
    proof that a backward adds rather than assigns. */
 tg_status tg__node_backward(tg_tape *tape, const tg__node *node, int64_t k, const tg_tensor *gout,
                             void *const *grads, int check);
+/* A layer's private intermediate t (an op output of this recording that no one else holds, whose consumers
+   are all recorded) is done with: unless a node saved it (or it is retained, or was never recorded), its
+   data goes back to the tape for the next output or gradient of its size, and t->data becomes NULL.
+   Backward reads no unsaved data; tg_gradcheck_nodes recomputes such an input from its node. */
+void tg__tape_release(tg_tape *tape, tg_tensor *t);
 /* Gradient checks turn that proof on for every node of a tape's backward. */
 void tg__tape_check_accumulate(tg_tape *tape, int on);
 /* How many tensors TG_CHECK_SAVED hashed for the current recording, when saved and in backward. */

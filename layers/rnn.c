@@ -259,10 +259,14 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     }
     tg_tensor *P = h ? tg_linear(tape, xs, layer->Wx, layer->b) : NULL;
     for (int64_t t = 0; P && h && t < T; t++) {
-        tg_tensor *hWh = tg_matmul(tape, h, layer->Wh);
-        h = tg_tanh(tape, tg_add(tape, hWh, tg_select(tape, P, 1, t)));
+        tg_tensor *hWh = tg_matmul(tape, h, layer->Wh), *Pt = tg_select(tape, P, 1, t), *pre = tg_add(tape, hWh, Pt);
+        h = tg_tanh(tape, pre);
+        /* Backward needs none of these three (add saves nothing, tanh its output): their memory serves the
+           next step, so that the tape keeps per step only h, as the seed's cache does. */
+        tg__tape_release(tape, hWh), tg__tape_release(tape, Pt), tg__tape_release(tape, pre);
         if (h) steps[t] = h;
     }
+    tg__tape_release(tape, P);
     if (!P || !h) return NULL;
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) return NULL;

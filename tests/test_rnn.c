@@ -1071,6 +1071,26 @@ Test(rnn_alloc, reference_fails_cleanly) {
     err_free(&e);
 }
 
+/* What a TimeRNN step keeps: P and hs (N,T,H) and the T h's (backward needs nothing else of the forward),
+   then in backward the seed's gradient (N,T,H), which P's gradient reuses, and the h's: about 4.4 blocks of
+   (N,T,H) with the nodes' lists. Without releasing each step's three intermediates it is 3 blocks more;
+   without reusing gradient blocks, more again. */
+Test(rnn_time, a_step_keeps_only_what_backward_needs) {
+    const int64_t N = 8, T = 32, D = 4, H = 16, nth = N * T * H * (int64_t)sizeof(double);
+    rnn_case k;
+    case_make(&k, TG_F64, N, T, D, H, 0, 17);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *hs = f_time_rnn(tape, k.in, &k.ctx);
+    cr_assert(hs, "%s", tg_last_error());
+    tg_tensor *dhs = tt_rand(TG_F64, 0, 3, 3, tg_tensor_shape(hs));
+    cr_assert_eq(tg_backward(tape, hs, dhs), TG_OK, "%s", tg_last_error());
+    int64_t peak = tg_tape_memory(tape);
+    cr_expect(peak <= 5 * nth, "peak %lld bytes, %.2f (N,T,H) blocks", (long long)peak, (double)peak / (double)nth);
+    tg_tensor_free(dhs);
+    tg_tape_free(tape);
+    case_free(&k);
+}
+
 /* The per-node check on a TimeRNN's recording (every select, matmul, add, tanh and the stack on its
    own): no false failures, in f64 and in f32, with and without an initial state. */
 Test(rnn_time, every_node_passes_the_per_node_check) {

@@ -202,6 +202,27 @@ Test(tape, backward_reuses_the_blocks_of_gradients_it_is_done_with) {
     tg_tensor_free(x), tg_tensor_free(y);
 }
 
+/* A layer's private intermediates go back to the tape once consumed, unless backward needs them. */
+Test(tape, release_frees_only_what_backward_does_not_need) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 4, 8, 8), *leaf = TT_RAND(TG_F64, 0, 5, 8, 8);
+    tg_tensor *saved_out = tg_tanh(tape, x);                /* tanh saves its output */
+    tg_tensor *y = tg_add(tape, x, x), *z = tg_mul(tape, y, x); /* mul saves y */
+    tg_tensor *constant = tg_add(tape, leaf, leaf);         /* never recorded */
+    tg_tensor *free_me = tg_add(tape, x, x);                /* recorded, saved by no one */
+    void *block = tg_tensor_data(free_me);
+    tg__tape_release(tape, saved_out), tg__tape_release(tape, y), tg__tape_release(tape, constant);
+    tg__tape_release(tape, free_me);
+    cr_expect(tg_tensor_data(saved_out) && tg_tensor_data(y) && tg_tensor_data(constant));
+    cr_expect_null(free_me->data);
+    /* the block serves the next output of its size */
+    tg_tensor *next = tg_add(tape, saved_out, z);
+    cr_expect_eq(tg_tensor_data(next), block);
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, next), NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(leaf);
+}
+
 Test(tape, bad_backward_arguments) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
