@@ -163,7 +163,8 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
         return binary_backward(KIND, node, g, grads);                                              \
     }                                                                                              \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_ab, .save = SAVE,     \
-                                .flags = TG__FILLS, .shape = bcast_shape, .forward = op##_forward, .backward = op##_backward}; \
+                                .flags = TG__FILLS, .shape = bcast_shape, .forward = op##_forward,  \
+                                .backward = op##_backward};                                        \
     tg_tensor *tg_##op(tg_tape *tape, tg_tensor *a, tg_tensor *b) {                                \
         return tg__apply(tape, &tg__op_##op, (tg_tensor *[]){a, b}, 2, &(tg__args){0});            \
     }
@@ -229,7 +230,8 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
     }
 #define UNARY_OP(op, SAVE, FARG)                                                                   \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
-                                .flags = TG__FILLS, .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
+                                .flags = TG__FILLS, .farg = {FARG}, .shape = same_shape,            \
+                                .forward = op##_forward,                                           \
                                 .backward = op##_backward};
 
 /* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */

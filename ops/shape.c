@@ -153,7 +153,8 @@ static tg_status stack_backward(const tg__node *node, const tg_tensor *gout, voi
     }
     return TG_OK;
 }
-const tg__op tg__op_stack = {.name = "stack", .fn = "tg_stack", .iarg = {"axis"}, .flags = TG__FILLS, .shape = stack_shape,
+const tg__op tg__op_stack = {.name = "stack", .fn = "tg_stack", .iarg = {"axis"}, .flags = TG__FILLS,
+                             .shape = stack_shape,
                              .forward = stack_forward, .backward = stack_backward};
 
 tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
