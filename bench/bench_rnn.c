@@ -275,31 +275,34 @@ static void overhead(int checks, int quick, double *ns, double *mallocs) {
 /* One GEMM shape at 1 and 2 OpenBLAS threads, straight cblas_sgemm (C = A B): where a second thread helps.
    The shapes are the workloads' (per step (N,H)x(H,H), the batched projection (N T,H)x(H,H) and its
    weight gradient (H,N T)x(N T,H)). */
+static void gemm_one(const char *name, int64_t m, int64_t n, int64_t k) {
+    float *A = buf(m * k), *B = buf(k * n), *C = buf(m * n);
+    double v[2][MAX_REPS];
+    for (int r = 0; r < MAX_REPS; r++)
+        for (int th = 0; th < 2; th++) {
+            openblas_set_num_threads(th + 1);
+            double t0 = now_ms();
+            SG(CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n);
+            v[th][r] = (now_ms() - t0) * 1e3;
+        }
+    double t1 = median(v[0], MAX_REPS), t2 = median(v[1], MAX_REPS);
+    printf("%-8s %6lld %6lld %6lld %11.3g | %9.1f %9.1f %7.2f\n", name, (long long)m, (long long)n, (long long)k,
+           (double)m * (double)n * (double)k, t1, t2, t2 / t1);
+    free(A), free(B), free(C);
+}
+
 static void gemm_threads(const workload *ws, int nw, const char *only) {
     printf("\n# one sgemm C(m,n) = A(m,k) B(k,n) at 1 and 2 OpenBLAS threads (median us of 200 calls each way, "
            "in turn)\n");
     printf("%-8s %6s %6s %6s %11s | %9s %9s %7s\n", "workload", "m", "n", "k", "m n k", "1 thr us", "2 thr us",
            "2/1");
+    for (int64_t h = 128; h <= 512 && !only; h *= 2) /* between the workloads' sizes */
+        for (int64_t m = 32; m <= 128; m *= 2) gemm_one("sweep", m, h, h);
     for (int i = 0; i < nw; i++) {
         if (only && strcmp(only, ws[i].name)) continue;
         int64_t N = ws[i].N, T = ws[i].T, H = ws[i].H;
         int64_t shapes[3][3] = {{N, H, H}, {N * T, H, H}, {H, H, N * T}};
-        for (int s = 0; s < 3; s++) {
-            int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-            float *A = buf(m * k), *B = buf(k * n), *C = buf(m * n);
-            double v[2][MAX_REPS];
-            for (int r = 0; r < MAX_REPS; r++)
-                for (int th = 0; th < 2; th++) {
-                    openblas_set_num_threads(th + 1);
-                    double t0 = now_ms();
-                    SG(CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n);
-                    v[th][r] = (now_ms() - t0) * 1e3;
-                }
-            double t1 = median(v[0], MAX_REPS), t2 = median(v[1], MAX_REPS);
-            printf("%-8s %6lld %6lld %6lld %11.3g | %9.1f %9.1f %7.2f\n", ws[i].name, (long long)m, (long long)n,
-                   (long long)k, (double)m * (double)n * (double)k, t1, t2, t2 / t1);
-            free(A), free(B), free(C);
-        }
+        for (int k = 0; k < 3; k++) gemm_one(ws[i].name, shapes[k][0], shapes[k][1], shapes[k][2]);
     }
 }
 

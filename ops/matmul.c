@@ -5,14 +5,15 @@
 #include <string.h>
 #include "tg_internal.h"
 
-/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18 (below 10^6, on AVX-512, its small-matrix
-   kernels run on one thread anyway). On this project's 2-core machines a second thread only pays from about
-   10^8 multiply-adds on (bench_rnn --gemm-threads: at 2 10^7, as an RNN step's h @ Wh at H 512 or W1's
-   whole-sequence projection, it is slower, and 30x slower while the other core is busy, as the call waits for
-   its worker), so smaller GEMMs run on one thread. Only when the user has not chosen: with OPENBLAS_NUM_THREADS
-   (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides alone. The count is process-wide, lowered
-   and put back around the call: a program calling BLAS from several threads at once should set one. */
-#define GEMM_THREADS_MIN 1e8
+/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18, but on AVX-512 its small-matrix kernels run
+   on one thread up to about 10^6 anyway. Measured on this project's 2-core machines (bench_rnn --gemm-threads):
+   from 10^6 to 2 10^6 a second thread makes a GEMM 15-25 % slower, from about 4 10^6 on it makes it 0.5-0.75x
+   as long when the other core is free. So GEMMs below 3 10^6 run on one thread, only when the user has not
+   chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides alone. (While
+   the other core is busy, any threaded GEMM can wait for its descheduled worker: 30x at 2 10^7 once; choose
+   1 thread then.) The count is process-wide, lowered and put back around the call: a program calling BLAS
+   from several threads at once should set it. */
+#define GEMM_THREADS_MIN 3e6
 
 static int user_chose_threads(void) {
     static atomic_int chose = -1;
