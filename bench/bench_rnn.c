@@ -1,53 +1,40 @@
-/* bench_rnn: the cost of one TimeRNN training step on the tape, forward + backward + reset.
+/* bench_rnn: what a TimeRNN training step costs on the tape, against the GEMMs it cannot avoid.
  *
- * What is timed, per step (xs, Wx, Wh, b are parameters, so backward makes dxs too, as the seed's
- * TimeRNN.backward does):
- *     zero the four gradients;  hs = tg_time_rnn_forward(xs);  tg_backward(hs, dhs);  tg_tape_reset
- * at N = 64, D = H = 512 (the issue's reference point is N = 64, T = 64, H = 512) for T = 8 ... 128,
- * f32 and f64, each with the default checks (TG_CHECK_SAVED: XXH3-64 of every saved tensor when it is
- * recorded and again in backward) and with tg_tape_set_checks(tape, 0). The two tapes of a size run
- * their steps alternately, so drift on a shared machine hits both alike. Each row is the median of
- * several steps after two warm-up steps (the first grows the tape's arena, the second runs warm).
+ * One invocation measures, through the public API (and tg__alloc_count, hence the static library):
+ *   - workloads W0 (N 10, T 5, H 100), W1 (N 32, T 35, H 128), W2 (N 64, T 64, H 512) and W2 at T 256,
+ *     f32, D = H, xs, Wx, Wh, b all needing gradients: a step is zero the grads, tg_time_rnn_forward,
+ *     tg_backward(hs, dhs), tg_tape_reset; with the default checks (TG_CHECK_SAVED) and with none, at 1
+ *     and 2 OpenBLAS threads (openblas_set_num_threads);
+ *   - beside each, the bound, timed in the same loop: the 6 T cblas_sgemm calls a step needs at their
+ *     shapes and nothing else (per step h @ Wh and x @ Wx forward; dt @ Wh^T, dt @ Wx^T, h^T @ dt and
+ *     x^T @ dt backward);
+ *   - per row the ratio to the bound, GFLOP/s (6 N H (H + D) T flop a step), the tape's peak memory
+ *     (tg_tape_memory after backward: the arena only grows within a recording) and the tg__malloc calls
+ *     of one warm step;
+ *   - the tape's own cost per op, forward + backward, on 1-element tensors (a chain of tg_mul);
+ *   - a full-mode tg_gradcheck of TimeRNN at N 2, T 5, D 3, H 4 in f64.
+ * The three timings of a row (bound, checks on, checks off) run in turn within each repetition, so drift
+ * on a shared machine hits all alike; each figure is a median. Output: a table, then the same as JSON
+ * lines (lines starting with '{'), which bench/compare.sh reads.
  *
- * Columns: ms/step (the whole step), fwd and bwd (forward, backward alone), ms/tstep (ms/step / T:
- * flat when backward is linear in T), GFLOP/s (the GEMMs only: per time step 2 in forward, h Wh and
- * x Wx, and 4 in backward, dh_prev dWh dx dWx; 6 N H (H + D) flop a time step), step_MiB (the tape's
- * arena at its peak, tg_tape_memory after backward: op outputs, intermediate gradients and node lists,
- * the memory a step needs beyond the parameters and their gradients). A table at the end gives, beside
- * it, the heap the tape holds between steps (glibc's mallinfo2, before and after making the tape): the
- * arena's chunks, slack included, its node array and tensor headers.
- *
- * Usage: bench_rnn [--quick] [--dtype f32|f64] [--T n]
- *   --quick   tiny sizes, well under 2 s (a meson test in suite 'bench', so that this file cannot
- *             rot; it checks the gradients, never the timings)
- *   --dtype, --T   only those rows (to profile one size: perf record bench_rnn --dtype f32 --T 64)
- * bench/compare.sh runs this beside bench_rnn_numpy.py and prints the ratios.
- *
- * Before timing anything, the benched computation is checked once against the hand-derived
- * reference (tg_time_rnn_ref) at a small size in both dtypes; a mismatch exits 1.
+ * Usage: bench_rnn [--quick] [--only W2] [--reps n]
+ *   --quick   tiny sizes, well under a second: a meson test (suite 'bench') so that this file cannot rot;
+ *             it checks the benched gradients against the hand-derived reference, never the timings
+ *   --only    one part: a workload's name, overhead or gradcheck (to profile: perf record bench_rnn --only W2)
+ *   --gemm-threads   instead, each of the workloads' GEMM shapes alone at 1 and 2 threads
+ * Before timing, the benched computation is checked against tg_time_rnn_ref in both dtypes; a mismatch
+ * exits 1.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/resource.h>
 #include <cblas.h>
 #include "tapegrad.h"
+#include "tg_internal.h"
 
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-#include <malloc.h>
-#define HAVE_MALLINFO2 1
-static double heap_bytes(void) {
-    struct mallinfo2 mi = mallinfo2();
-    return (double)mi.uordblks + (double)mi.hblkhd; /* in use in the heap + mmapped blocks */
-}
-#else
-#define HAVE_MALLINFO2 0
-static double heap_bytes(void) { return NAN; }
-#endif
-
-#define MAX_REPS 64
+#define MAX_REPS 200
 
 static double now_ms(void) {
     struct timespec ts;
@@ -78,7 +65,6 @@ static tg_tensor *rand_tensor(tg_dtype dt, int param, double scale, uint64_t *se
 
 /* One problem: the layer's parameters, the input and the upstream gradient dL/dhs. */
 typedef struct {
-    tg_dtype dt;
     int64_t N, T, D, H;
     tg_tensor *xs, *Wx, *Wh, *b, *dhs;
     tg_time_rnn *layer;
@@ -86,15 +72,14 @@ typedef struct {
 
 static problem problem_new(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H) {
     uint64_t seed = 42;
-    problem p = {dt, N, T, D, H, NULL, NULL, NULL, NULL, NULL, NULL};
+    problem p = {N, T, D, H, NULL, NULL, NULL, NULL, NULL, NULL};
     /* Weights of scale 1/sqrt(fan-in) keep tanh out of saturation, as a trained RNN's would be. */
     p.xs = rand_tensor(dt, 1, 1.0, &seed, 3, (int64_t[]){N, T, D});
     p.Wx = rand_tensor(dt, 1, 1.0 / sqrt((double)D), &seed, 2, (int64_t[]){D, H});
     p.Wh = rand_tensor(dt, 1, 1.0 / sqrt((double)H), &seed, 2, (int64_t[]){H, H});
     p.b = rand_tensor(dt, 1, 0.1, &seed, 1, (int64_t[]){H});
     p.dhs = rand_tensor(dt, 0, 1.0, &seed, 3, (int64_t[]){N, T, H});
-    p.layer = tg_time_rnn_new(p.Wx, p.Wh, p.b, 0);
-    if (!p.layer) die("tg_time_rnn_new");
+    if (!(p.layer = tg_time_rnn_new(p.Wx, p.Wh, p.b, 0))) die("tg_time_rnn_new");
     return p;
 }
 
@@ -104,24 +89,65 @@ static void problem_free(problem *p) {
     tg_tensor_free(p->dhs);
 }
 
-/* One training step; writes its times (ms) into t[0] whole step, t[1] forward, t[2] backward, and
-   the arena's bytes at the end of backward (its peak: a recording only grows it) into t[3]. */
-static void step(tg_tape *tape, problem *p, double *t) {
+/* One training step; returns its time (ms) and leaves the arena's peak bytes in *peak. */
+static double step(tg_tape *tape, problem *p, double *peak) {
     double t0 = now_ms();
     tg_zero_grad(p->xs), tg_zero_grad(p->Wx), tg_zero_grad(p->Wh), tg_zero_grad(p->b);
-    double t1 = now_ms();
     tg_tensor *hs = tg_time_rnn_forward(tape, p->layer, p->xs);
-    double t2 = now_ms();
     if (!hs) die("tg_time_rnn_forward");
     if (tg_backward(tape, hs, p->dhs) != TG_OK) die("tg_backward");
-    double t3 = now_ms();
-    t[3] = (double)tg_tape_memory(tape);
+    *peak = (double)tg_tape_memory(tape);
     tg_tape_reset(tape);
-    double t4 = now_ms();
-    t[0] = t4 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+    return now_ms() - t0;
 }
 
-/* ---- the check: the benched computation against the hand-derived reference ------------------- */
+/* ---- the bound: the step's GEMMs alone ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t N, T, D, H;
+    float *X, *Hs, *Wx, *Wh, *C, *dT, *dH, *dX, *dWx, *dWh; /* X (T,N,D), Hs (T+1,N,H) */
+} gemms;
+
+static float *buf(int64_t n) {
+    float *p = calloc((size_t)n + 16, sizeof *p);
+    if (!p) die("allocating the bound's buffers");
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+    return p;
+}
+
+static gemms gemms_new(int64_t N, int64_t T, int64_t D, int64_t H) {
+    gemms g = {N, T, D, H, buf(T * N * D), buf((T + 1) * N * H), buf(D * H), buf(H * H), buf(N * H), buf(N * H),
+               buf(N * H), buf(T * N * D), buf(D * H), buf(H * H)};
+    return g;
+}
+
+static void gemms_free(gemms *g) {
+    free(g->X), free(g->Hs), free(g->Wx), free(g->Wh), free(g->C), free(g->dT), free(g->dH), free(g->dX);
+    free(g->dWx), free(g->dWh);
+}
+
+#define SG(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)                                          \
+    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)(m), (blasint)(n), (blasint)(k), 1.0f, A, (blasint)(lda), B, \
+                (blasint)(ldb), beta, C, (blasint)(ldc))
+
+static double bound_run(gemms *g) {
+    const int64_t N = g->N, D = g->D, H = g->H;
+    const CBLAS_TRANSPOSE n_ = CblasNoTrans, t_ = CblasTrans;
+    double t0 = now_ms();
+    for (int64_t t = 0; t < g->T; t++) {
+        SG(n_, n_, N, H, H, g->Hs + t * N * H, H, g->Wh, H, 0.0f, g->Hs + (t + 1) * N * H, H);
+        SG(n_, n_, N, H, D, g->X + t * N * D, D, g->Wx, H, 0.0f, g->C, H);
+    }
+    for (int64_t t = g->T - 1; t >= 0; t--) {
+        SG(n_, t_, N, H, H, g->dT, H, g->Wh, H, 0.0f, g->dH, H);
+        SG(n_, t_, N, D, H, g->dT, H, g->Wx, H, 0.0f, g->dX + t * N * D, D);
+        SG(t_, n_, H, H, N, g->Hs + t * N * H, H, g->dT, H, 1.0f, g->dWh, H);
+        SG(t_, n_, D, H, N, g->X + t * N * D, D, g->dT, H, 1.0f, g->dWx, H);
+    }
+    return now_ms() - t0;
+}
+
+/* ---- the check: the benched computation against the hand-derived reference ----------------------- */
 
 static double max_rel_err(tg_tensor *ref, const void *got) {
     int64_t n = tg_tensor_numel(ref);
@@ -141,152 +167,251 @@ static int check_against_ref(tg_dtype dt) {
     if (!tape) die("tg_tape_new");
     tg_tensor *hs = tg_time_rnn_forward(tape, p.layer, p.xs);
     if (!hs || tg_backward(tape, hs, p.dhs) != TG_OK) die("check: forward/backward");
-    tg_tensor *r_hs = tg_tensor_new(dt, 3, (int64_t[]){N, T, H});
-    tg_tensor *r_dxs = tg_tensor_new(dt, 3, (int64_t[]){N, T, D});
-    tg_tensor *r_dWx = tg_tensor_new(dt, 2, (int64_t[]){D, H});
-    tg_tensor *r_dWh = tg_tensor_new(dt, 2, (int64_t[]){H, H});
-    tg_tensor *r_db = tg_tensor_new(dt, 1, (int64_t[]){H});
-    if (!r_hs || !r_dxs || !r_dWx || !r_dWh || !r_db) die("check: allocating");
-    if (tg_time_rnn_ref(p.xs, NULL, p.Wx, p.Wh, p.b, p.dhs, r_hs, r_dxs, r_dWx, r_dWh, r_db, NULL) != TG_OK)
+    tg_tensor *r[5] = {tg_tensor_new(dt, 3, (int64_t[]){N, T, H}), tg_tensor_new(dt, 3, (int64_t[]){N, T, D}),
+                       tg_tensor_new(dt, 2, (int64_t[]){D, H}), tg_tensor_new(dt, 2, (int64_t[]){H, H}),
+                       tg_tensor_new(dt, 1, (int64_t[]){H})};
+    for (int i = 0; i < 5; i++)
+        if (!r[i]) die("check: allocating");
+    if (tg_time_rnn_ref(p.xs, NULL, p.Wx, p.Wh, p.b, p.dhs, r[0], r[1], r[2], r[3], r[4], NULL) != TG_OK)
         die("tg_time_rnn_ref");
+    const char *names[5] = {"hs", "dxs", "dWx", "dWh", "db"};
+    const void *got[5] = {tg_tensor_data(hs), tg_tensor_grad(p.xs), tg_tensor_grad(p.Wx), tg_tensor_grad(p.Wh),
+                          tg_tensor_grad(p.b)};
     double tol = dt == TG_F32 ? 1e-5 : 1e-12;
-    struct { const char *name; tg_tensor *ref; const void *got; } cmp[] = {
-        {"hs", r_hs, tg_tensor_data(hs)},       {"dxs", r_dxs, tg_tensor_grad(p.xs)},
-        {"dWx", r_dWx, tg_tensor_grad(p.Wx)},   {"dWh", r_dWh, tg_tensor_grad(p.Wh)},
-        {"db", r_db, tg_tensor_grad(p.b)},
-    };
     int bad = 0;
-    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-        double e = max_rel_err(cmp[i].ref, cmp[i].got);
+    for (int i = 0; i < 5; i++) {
+        double e = max_rel_err(r[i], got[i]);
         if (!(e <= tol)) {
-            fprintf(stderr, "bench_rnn: %s %s differs from tg_time_rnn_ref: max error %.3g of its largest "
-                    "entry (tolerance %.0e)\n", dt == TG_F32 ? "f32" : "f64", cmp[i].name, e, tol);
+            fprintf(stderr, "bench_rnn: %s %s differs from tg_time_rnn_ref: max error %.3g of its largest entry "
+                    "(tolerance %.0e)\n", dt == TG_F32 ? "f32" : "f64", names[i], e, tol);
             bad = 1;
         }
+        tg_tensor_free(r[i]);
     }
-    tg_tensor_free(r_hs), tg_tensor_free(r_dxs), tg_tensor_free(r_dWx), tg_tensor_free(r_dWh);
-    tg_tensor_free(r_db);
     tg_tape_free(tape);
     problem_free(&p);
     return bad;
 }
 
-/* ---- the benchmark ----------------------------------------------------------------------------- */
+/* ---- rows -------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    double step, fwd, bwd, mib, held_mib;
-} result;
+    const char *name;
+    int64_t N, T, H;
+} workload;
 
-/* Runs one size with two tapes, checks on (r[0]) and off (r[1]), their steps alternating. */
-static void bench_size(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H, int min_reps,
-                       double budget_ms, result r[2]) {
-    problem p = problem_new(dt, N, T, D, H);
+typedef struct {
+    const char *workload;
+    int64_t N, T, D, H;
+    int threads;
+    double bound, ms[2], peak[2], mallocs[2]; /* [0] checks on (TG_CHECK_SAVED), [1] off */
+} row;
+
+/* Environment that changes what is measured, printed beside every figure. */
+static const char *env_or(const char *name, const char *dflt) {
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+static row bench_workload(const workload *w, int threads, int min_reps, double budget_ms) {
+    openblas_set_num_threads(threads);
+    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}};
+    problem p = problem_new(TG_F32, w->N, w->T, w->H, w->H);
+    gemms g = gemms_new(w->N, w->T, w->H, w->H);
     tg_tape *tape[2];
-    double t[4];
     for (int k = 0; k < 2; k++) {
-        /* What the tape holds after its warm-up steps is its peak: a reset keeps the arena, merged
-           into one chunk of the size the recording needed. */
-        double before = heap_bytes();
-        tape[k] = tg_tape_new();
-        if (!tape[k]) die("tg_tape_new");
-        tg_tape_set_checks(tape[k], k == 0 ? TG_CHECK_SAVED : 0);
-        step(tape[k], &p, t);
-        step(tape[k], &p, t);
-        r[k].held_mib = (heap_bytes() - before) / (1024.0 * 1024.0);
-        r[k].mib = t[3] / (1024.0 * 1024.0);
+        if (!(tape[k] = tg_tape_new())) die("tg_tape_new");
+        tg_tape_set_checks(tape[k], k ? 0 : TG_CHECK_SAVED);
+        step(tape[k], &p, &r.peak[k]); /* the first step grows the arena, the second runs warm */
+        step(tape[k], &p, &r.peak[k]);
+        int64_t before = tg__alloc_count();
+        step(tape[k], &p, &r.peak[k]);
+        r.mallocs[k] = (double)(tg__alloc_count() - before);
     }
-    double v[2][3][MAX_REPS];
+    bound_run(&g);
+    static double v[3][MAX_REPS];
     int n = 0;
-    double start = now_ms();
+    double start = now_ms(), peak;
     while (n < MAX_REPS && (n < min_reps || now_ms() - start < budget_ms)) {
-        for (int k = 0; k < 2; k++) {
-            step(tape[k], &p, t);
-            for (int j = 0; j < 3; j++) v[k][j][n] = t[j];
+        for (int j = 0; j < 3; j++) { /* the order turns each repetition */
+            int which = (j + n) % 3;
+            v[which][n] = which == 2 ? bound_run(&g) : step(tape[which], &p, &peak);
         }
         n++;
     }
-    for (int k = 0; k < 2; k++) {
-        r[k].step = median(v[k][0], n);
-        r[k].fwd = median(v[k][1], n);
-        r[k].bwd = median(v[k][2], n);
-        tg_tape_free(tape[k]);
-    }
+    r.ms[0] = median(v[0], n), r.ms[1] = median(v[1], n), r.bound = median(v[2], n);
+    tg_tape_free(tape[0]), tg_tape_free(tape[1]);
+    gemms_free(&g);
     problem_free(&p);
+    return r;
 }
 
-static void print_row(const char *dtype, const char *checks, int64_t N, int64_t T, int64_t D, int64_t H,
-                      const result *r) {
-    double flop = 6.0 * (double)N * (double)H * (double)(H + D) * (double)T;
-    printf("%-5s  %-6s  %4lld  %4lld  %4lld  %4lld  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.2f\n", dtype, checks,
-           (long long)N, (long long)T, (long long)D, (long long)H, r->step, r->fwd, r->bwd, r->step / (double)T,
-           flop / (r->step * 1e6), r->mib);
-    fflush(stdout);
+/* The tape's cost per op: K tg_mul on 1-element tensors (w saved by all K, as a weight is), backward, reset. */
+static void overhead(int checks, int quick, double *ns, double *mallocs) {
+    const int K = 1000;
+    tg_tensor *x = tg_param_new(TG_F32, 1, (int64_t[]){1}), *w = tg_param_new(TG_F32, 1, (int64_t[]){1});
+    tg_tape *tape = tg_tape_new();
+    if (!x || !w || !tape) die("overhead: allocating");
+    tg_tape_set_checks(tape, checks ? TG_CHECK_SAVED : 0);
+    tg_tensor_set(x, 0, 1.0), tg_tensor_set(w, 0, 0.999);
+    int reps = quick ? 3 : 200;
+    double v[MAX_REPS];
+    int64_t count = 0;
+    for (int r = 0; r < reps + 2; r++) {
+        int64_t before = tg__alloc_count();
+        double t0 = now_ms();
+        tg_tensor *h = x;
+        for (int k = 0; k < K; k++) h = tg_mul(tape, h, w);
+        if (!h || tg_backward(tape, h, NULL) != TG_OK) die("overhead: backward");
+        tg_tape_reset(tape);
+        if (r >= 2) v[r - 2] = (now_ms() - t0) * 1e6 / K, count = tg__alloc_count() - before;
+    }
+    *ns = median(v, reps);
+    *mallocs = (double)count;
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(w);
+}
+
+/* One GEMM shape at 1 and 2 OpenBLAS threads, straight cblas_sgemm (C = A B): where a second thread helps.
+   The shapes are the workloads' (per step (N,H)x(H,H), the batched projection (N T,H)x(H,H) and its
+   weight gradient (H,N T)x(N T,H)). */
+static void gemm_one(const char *name, int64_t m, int64_t n, int64_t k) {
+    float *A = buf(m * k), *B = buf(k * n), *C = buf(m * n);
+    double v[2][MAX_REPS];
+    for (int r = 0; r < MAX_REPS; r++)
+        for (int th = 0; th < 2; th++) {
+            openblas_set_num_threads(th + 1);
+            double t0 = now_ms();
+            SG(CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n);
+            v[th][r] = (now_ms() - t0) * 1e3;
+        }
+    double t1 = median(v[0], MAX_REPS), t2 = median(v[1], MAX_REPS);
+    printf("%-8s %6lld %6lld %6lld %11.3g | %9.1f %9.1f %7.2f\n", name, (long long)m, (long long)n, (long long)k,
+           (double)m * (double)n * (double)k, t1, t2, t2 / t1);
+    free(A), free(B), free(C);
+}
+
+static void gemm_threads(const workload *ws, int nw, const char *only) {
+    printf("\n# one sgemm C(m,n) = A(m,k) B(k,n) at 1 and 2 OpenBLAS threads (median us of 200 calls each way, "
+           "in turn)\n");
+    printf("%-8s %6s %6s %6s %11s | %9s %9s %7s\n", "workload", "m", "n", "k", "m n k", "1 thr us", "2 thr us",
+           "2/1");
+    for (int64_t h = 128; h <= 512 && !only; h *= 2) /* between the workloads' sizes */
+        for (int64_t m = 32; m <= 128; m *= 2) gemm_one("sweep", m, h, h);
+    for (int i = 0; i < nw; i++) {
+        if (only && strcmp(only, ws[i].name)) continue;
+        int64_t N = ws[i].N, T = ws[i].T, H = ws[i].H;
+        int64_t shapes[3][3] = {{N, H, H}, {N * T, H, H}, {H, H, N * T}};
+        for (int k = 0; k < 3; k++) gemm_one(ws[i].name, shapes[k][0], shapes[k][1], shapes[k][2]);
+    }
+}
+
+static tg_tensor *rnn_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {
+    (void)in;
+    return tg_time_rnn_forward(tape, ctx, in[0]);
+}
+
+/* A full-mode tg_gradcheck of TimeRNN, N 2, T 5, D 3, H 4, f64: hs against xs, Wx, Wh and b. */
+static double gradcheck_ms(int quick) {
+    uint64_t seed = 7;
+    tg_tensor *in[4] = {rand_tensor(TG_F64, 1, 1.0, &seed, 3, (int64_t[]){2, 5, 3}),
+                        rand_tensor(TG_F64, 1, 0.5, &seed, 2, (int64_t[]){3, 4}),
+                        rand_tensor(TG_F64, 1, 0.5, &seed, 2, (int64_t[]){4, 4}),
+                        rand_tensor(TG_F64, 1, 0.1, &seed, 1, (int64_t[]){4})};
+    tg_time_rnn *layer = tg_time_rnn_new(in[1], in[2], in[3], 0);
+    if (!layer) die("gradcheck: layer");
+    int reps = quick ? 1 : 15;
+    double v[MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        tg_gradcheck_report rep;
+        double t0 = now_ms();
+        if (!tg_gradcheck(rnn_fn, layer, in, 4, NULL, &rep)) {
+            fprintf(stderr, "bench_rnn: the TimeRNN gradcheck failed: %s\n", rep.message);
+            exit(1);
+        }
+        v[r] = now_ms() - t0;
+    }
+    tg_time_rnn_free(layer);
+    for (int i = 0; i < 4; i++) tg_tensor_free(in[i]);
+    return median(v, reps);
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only_dtype = -1;
-    long long only_T = 0;
+    int quick = 0, min_reps = 15, gemm_only = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        char *end = NULL;
         if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f32")) only_dtype = 0, i++;
-        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f64")) only_dtype = 1, i++;
-        else if (!strcmp(argv[i], "--T") && i + 1 < argc && (only_T = strtoll(argv[i + 1], &end, 10)) > 0 && !*end) i++;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--gemm-threads")) gemm_only = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) min_reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--dtype f32|f64] [--T n]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|overhead|gradcheck] [--reps n] "
+                    "[--gemm-threads]\n", argv[0]);
             return 2;
         }
     }
     if (check_against_ref(TG_F32) | check_against_ref(TG_F64)) return 1;
 
-    static const int64_t Ts_full[] = {8, 16, 32, 64, 128}, Ts_quick[] = {2, 4, 8};
-    const int64_t *Ts = quick ? Ts_quick : Ts_full;
-    int nT = quick ? 3 : 5;
-    int64_t one_T[1] = {only_T};
-    if (only_T) Ts = one_T, nT = 1;
-    int64_t N = quick ? 4 : 64, D = quick ? 16 : 512, H = quick ? 16 : 512;
-    int min_reps = quick ? 3 : 7;
-    double budget_ms = quick ? 0 : 1500;
+    static const workload full[] = {{"W0", 10, 5, 100}, {"W1", 32, 35, 128}, {"W2", 64, 64, 512},
+                                    {"W2-T256", 64, 256, 512}};
+    static const workload tiny[] = {{"Q0", 2, 3, 4}, {"Q1", 4, 6, 16}};
+    const workload *ws = quick ? tiny : full;
+    int nw = quick ? 2 : 4;
+    if (min_reps > MAX_REPS) min_reps = MAX_REPS;
+    if (quick) min_reps = 3;
+    const char *alloc = env_or("GLIBC_TUNABLES", "default");
+    if (gemm_only) return gemm_threads(ws, quick ? 2 : 3, only), 0;
 
-    printf("# bench_rnn: TimeRNN training step (zero grads, forward, backward, tape reset), tapegrad %s\n",
-           quick ? "(--quick: tiny sizes, timings meaningless)" : "");
-    printf("# OpenBLAS threads: %d; median of >= %d steps after 2 warm-up steps; GFLOP/s counts the 6 GEMMs "
-           "a time step\n", openblas_get_num_threads(), min_reps);
-    printf("# checks: saved = TG_CHECK_SAVED (the default, XXH3-64 of saved tensors), off = "
-           "tg_tape_set_checks(tape, 0)\n");
-    printf("%-5s  %-6s  %4s  %4s  %4s  %4s  %9s  %9s  %9s  %8s  %7s  %8s\n", "dtype", "checks", "N", "T", "D", "H",
-           "ms/step", "fwd_ms", "bwd_ms", "ms/tstep", "GFLOP/s", "step_MiB");
-    result res[2][5][2];
-    for (int d = 0; d < 2; d++) {
-        if (only_dtype >= 0 && d != only_dtype) continue;
-        tg_dtype dt = d ? TG_F64 : TG_F32;
-        const char *name = d ? "f64" : "f32";
-        for (int i = 0; i < nT; i++) {
-            bench_size(dt, N, Ts[i], D, H, min_reps, budget_ms, res[d][i]);
-            print_row(name, "saved", N, Ts[i], D, H, &res[d][i][0]);
-            print_row(name, "off", N, Ts[i], D, H, &res[d][i][1]);
+    printf("# bench_rnn: TimeRNN f32 training step (zero grads, forward, backward, reset), D = H, xs needs a "
+           "gradient%s\n", quick ? " (--quick: tiny sizes, timings meaningless)" : "");
+    printf("# bound: the step's 6 T cblas_sgemm calls alone, timed in the same loop; medians of >= %d repetitions\n",
+           min_reps);
+    printf("# memory: the tape's arena (tg__malloc, 64-byte aligned, kept across resets); glibc malloc tunables: %s;"
+           " OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s\n", alloc, env_or("OPENBLAS_CORETYPE", "unset"),
+           env_or("OPENBLAS_NUM_THREADS", "unset"));
+    printf("%-8s %4s %4s %4s %3s | %9s %9s %9s | %6s %6s %6s | %7s %7s | %8s %8s | %5s %5s\n", "workload", "N", "T",
+           "H", "thr", "bound_ms", "tg_ms", "off_ms", "tg/bd", "off/bd", "tg/off", "GF/s", "GF/s_bd", "peak_MiB",
+           "off_MiB", "mall", "m_off");
+    row rows[16];
+    int nr = 0;
+    for (int i = 0; i < nw; i++) {
+        if (only && strcmp(only, ws[i].name)) continue;
+        int long_run = !strcmp(ws[i].name, "W2-T256");
+        for (int th = 1; th <= 2; th++) {
+            if (long_run && th == 1) continue; /* the T-linearity row: 2 threads, as W2's target row */
+            row r = bench_workload(&ws[i], th, long_run ? 5 : min_reps, quick ? 0 : long_run ? 3000 : 2000);
+            double flop = 6.0 * (double)r.N * (double)r.H * (double)(r.H + r.D) * (double)r.T;
+            printf("%-8s %4lld %4lld %4lld %3d | %9.3f %9.3f %9.3f | %6.2f %6.2f %6.3f | %7.1f %7.1f | %8.2f %8.2f | "
+                   "%5.0f %5.0f\n", r.workload, (long long)r.N, (long long)r.T, (long long)r.H, r.threads, r.bound,
+                   r.ms[0], r.ms[1], r.ms[0] / r.bound, r.ms[1] / r.bound, r.ms[0] / r.ms[1], flop / (r.ms[0] * 1e6),
+                   flop / (r.bound * 1e6), r.peak[0] / 1048576.0, r.peak[1] / 1048576.0, r.mallocs[0], r.mallocs[1]);
+            fflush(stdout);
+            rows[nr++] = r;
         }
     }
+    double ns[2] = {NAN, NAN}, om[2] = {NAN, NAN}, gc = NAN;
+    if (!only || !strcmp(only, "overhead")) overhead(1, quick, &ns[0], &om[0]), overhead(0, quick, &ns[1], &om[1]);
+    openblas_set_num_threads(1);
+    if (!only || !strcmp(only, "gradcheck")) gc = gradcheck_ms(quick);
+    printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000): %.1f ns with checks, "
+           "%.1f ns without; mallocs per warm chain: %.0f, %.0f\n", ns[0], ns[1], om[0], om[1]);
+    printf("# full-mode tg_gradcheck of TimeRNN N 2 T 5 D 3 H 4, f64, 1 OpenBLAS thread: %.3f ms\n\n", gc);
 
-    printf("\n# cost of TG_CHECK_SAVED per step (saved minus off)\n");
-    printf("%-5s  %4s  %9s  %9s  %9s  %7s\n", "dtype", "T", "saved_ms", "off_ms", "delta_ms", "delta_%");
-    for (int d = 0; d < 2; d++)
-        for (int i = 0; i < nT && (only_dtype < 0 || d == only_dtype); i++) {
-            const result *r = res[d][i];
-            printf("%-5s  %4lld  %9.3f  %9.3f  %9.3f  %6.1f%%\n", d ? "f64" : "f32", (long long)Ts[i], r[0].step,
-                   r[1].step, r[0].step - r[1].step, 100.0 * (r[0].step - r[1].step) / r[1].step);
-        }
-
-    printf("\n# memory per step: the arena at its peak (tg_tape_memory) and the heap the tape holds between steps\n");
-    printf("%-5s  %-6s  %4s  %9s  %9s\n", "dtype", "checks", "T", "arena_MiB", "held_MiB");
-    for (int d = 0; d < 2; d++)
-        for (int i = 0; i < nT && (only_dtype < 0 || d == only_dtype); i++)
-            for (int k = 0; k < 2; k++)
-                printf("%-5s  %-6s  %4lld  %9.1f  %9.1f\n", d ? "f64" : "f32", k ? "off" : "saved", (long long)Ts[i],
-                       res[d][i][k].mib, res[d][i][k].held_mib);
-
-    struct rusage ru;
-    if (!getrusage(RUSAGE_SELF, &ru)) printf("\n# process max RSS: %.1f MiB%s\n", (double)ru.ru_maxrss / 1024.0,
-                                             HAVE_MALLINFO2 ? "" : " (step_MiB needs glibc's mallinfo2)");
+    for (int i = 0; i < nr; i++) {
+        const row *r = &rows[i];
+        double flop = 6.0 * (double)r->N * (double)r->H * (double)(r->H + r->D) * (double)r->T;
+        for (int k = 0; k < 2; k++)
+            printf("{\"bench\": \"tapegrad\", \"workload\": \"%s\", \"N\": %lld, \"T\": %lld, \"D\": %lld, "
+                   "\"H\": %lld, \"threads\": %d, \"checks\": \"%s\", \"ms\": %.4f, \"bound_ms\": %.4f, "
+                   "\"ratio\": %.4f, \"gflops\": %.2f, \"peak_mib\": %.3f, \"mallocs_per_step\": %.0f, "
+                   "\"allocator\": \"tape arena, glibc %s\"}\n", r->workload, (long long)r->N, (long long)r->T,
+                   (long long)r->D, (long long)r->H,
+                   r->threads, k ? "off" : "saved", r->ms[k], r->bound, r->ms[k] / r->bound, flop / (r->ms[k] * 1e6),
+                   r->peak[k] / 1048576.0, r->mallocs[k], alloc);
+    }
+    for (int k = 0; k < 2; k++)
+        printf("{\"bench\": \"tapegrad\", \"what\": \"overhead\", \"checks\": \"%s\", \"ns_per_op\": %.2f, "
+               "\"mallocs_per_step\": %.0f}\n", k ? "off" : "saved", ns[k], om[k]);
+    printf("{\"bench\": \"tapegrad\", \"what\": \"gradcheck\", \"threads\": 1, \"ms\": %.4f}\n", gc);
     return 0;
 }

@@ -15,16 +15,19 @@ sized allocations and copies per step, which would flatter tapegrad). hs and dxs
 dtype (the seed hard-codes 'f').
 
 What is timed, per step: hs = forward(xs), then backward(dhs), which makes dxs, dWx, dWh and db, at
-N = 64, D = H = 512, T = 8 ... 128, f32 and f64; the table has bench_rnn's columns (checks is "-").
+bench_rnn's workloads (W0 N 10 T 5 H 100, W1 N 32 T 35 H 128, W2 N 64 T 64 H 512, W2 at T 256), f32,
+D = H; a table, then JSON lines. Threads: OpenBLAS's, from OPENBLAS_NUM_THREADS (compare.sh sets it).
 step_MiB is the peak of tracemalloc over one (untimed) step, less what was allocated before it: the
 memory a step needs beyond the parameters, as bench_rnn's step_MiB (the tape's arena at its peak).
 It counts dxs, dWx, dWh and db, which tapegrad keeps in the parameters' gradient buffers instead.
 
-Usage: bench_rnn_numpy.py [--quick] [--dtype f32|f64] [--T n]
-  --quick   tiny sizes (a smoke run)       --dtype, --T   only those rows
+Usage: bench_rnn_numpy.py [--quick] [--only W0|W1|W2|W2-T256]
+  --quick   tiny sizes (a smoke run)       --only   one workload
 A finite-difference check of the formulas runs first, in f64 at a small size; a mismatch exits 1.
 NumPy and tapegrad share Debian's OpenBLAS (check with: ldd on numpy's _multiarray_umath).
 """
+import json
+import os
 import sys
 import time
 import tracemalloc
@@ -144,7 +147,12 @@ def check_gradients():
             sys.exit(f"bench_rnn_numpy: d{name} differs from central differences by {err:.3g}")
 
 
-def bench_size(dtype, N, T, D, H, min_reps, budget_s):
+WORKLOADS = {"W0": (10, 5, 100), "W1": (32, 35, 128), "W2": (64, 64, 512), "W2-T256": (64, 256, 512)}
+
+
+def bench_workload(name, dtype, min_reps, budget_s):
+    N, T, H = WORKLOADS[name]
+    D = H
     xs, Wx, Wh, b, dhs = make_problem(dtype, N, T, D, H)
     layer = TimeRNN(Wx, Wh, b)
     warm = []
@@ -158,46 +166,48 @@ def bench_size(dtype, N, T, D, H, min_reps, budget_s):
     tracemalloc.stop()
     times = []
     start = time.perf_counter()
-    while len(times) < 64 and (len(times) < min_reps or time.perf_counter() - start < budget_s):
+    while len(times) < 400 and (len(times) < min_reps or time.perf_counter() - start < budget_s):
         step(layer, xs, dhs, times)
     med = [float(np.median([t[j] for t in times])) for j in range(3)]
-    return med, (peak - base) / 2**20
+    return (N, T, D, H), med, (peak - base) / 2**20
 
 
 def main():
-    args, quick, only_dtype, only_T = sys.argv[1:], False, None, None
+    args, quick, only = sys.argv[1:], False, None
     try:
         while args:
             a = args.pop(0)
             if a == "--quick":
                 quick = True
-            elif a == "--dtype" and args and args[0] in ("f32", "f64"):
-                only_dtype = args.pop(0)
-            elif a == "--T" and args and int(args[0]) > 0:
-                only_T = int(args.pop(0))
+            elif a == "--only" and args and args[0] in WORKLOADS:
+                only = args.pop(0)
             else:
                 raise ValueError(a)
     except ValueError:
-        sys.exit("usage: bench_rnn_numpy.py [--quick] [--dtype f32|f64] [--T n]")
+        sys.exit("usage: bench_rnn_numpy.py [--quick] [--only W0|W1|W2|W2-T256]")
     check_gradients()
-    Ts = [only_T] if only_T else [2, 4, 8] if quick else [8, 16, 32, 64, 128]
-    N, D, H = (4, 16, 16) if quick else (64, 512, 512)
-    min_reps, budget_s = (3, 0.0) if quick else (7, 1.5)
-    print(f"# bench_rnn_numpy: TimeRNN training step (forward, backward), NumPy {np.__version__}"
+    if quick:
+        WORKLOADS.clear()
+        WORKLOADS.update({"Q0": (2, 3, 4), "Q1": (4, 6, 16)})
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    alloc = os.environ.get("GLIBC_TUNABLES", "default")
+    print(f"# bench_rnn_numpy: the seed's TimeRNN (fixed), f32, D = H, NumPy {np.__version__}; "
+          f"OPENBLAS_NUM_THREADS={threads}; glibc malloc tunables: {alloc}"
           + (" (--quick: tiny sizes, timings meaningless)" if quick else ""))
-    print(f"# median of >= {min_reps} steps after 2 warm-up steps; GFLOP/s counts the 6 GEMMs a time step")
-    print("# checks: - (NumPy has none)")
-    hdr = ("dtype", "checks", "N", "T", "D", "H", "ms/step", "fwd_ms", "bwd_ms", "ms/tstep", "GFLOP/s",
-           "step_MiB")
-    print("%-5s  %-6s  %4s  %4s  %4s  %4s  %9s  %9s  %9s  %8s  %7s  %8s" % hdr)
-    for name, dtype in (("f32", np.float32), ("f64", np.float64)):
-        if only_dtype and name != only_dtype:
+    print("# step_MiB: tracemalloc's peak over one step; median of >= 15 steps after 2 warm-up steps")
+    print("%-8s %4s %4s %4s | %9s %9s %9s | %8s" % ("workload", "N", "T", "H", "ms/step", "fwd_ms", "bwd_ms",
+                                                     "step_MiB"))
+    rows = []
+    for name in WORKLOADS:
+        if only and name != only:
             continue
-        for T in Ts:
-            (ms, fwd, bwd), mib = bench_size(dtype, N, T, D, H, min_reps, budget_s)
-            flop = 6.0 * N * H * (H + D) * T
-            print("%-5s  %-6s  %4d  %4d  %4d  %4d  %9.3f  %9.3f  %9.3f  %8.4f  %7.1f  %8.2f"
-                  % (name, "-", N, T, D, H, ms, fwd, bwd, ms / T, flop / (ms * 1e6), mib), flush=True)
+        (N, T, D, H), (ms, fwd, bwd), mib = bench_workload(name, np.float32, 3 if quick else 15,
+                                                            0.0 if quick else 2.0)
+        print("%-8s %4d %4d %4d | %9.3f %9.3f %9.3f | %8.2f" % (name, N, T, H, ms, fwd, bwd, mib), flush=True)
+        rows.append({"bench": "numpy_seed", "workload": name, "N": N, "T": T, "D": D, "H": H, "threads": threads,
+                     "ms": ms, "fwd_ms": fwd, "bwd_ms": bwd, "peak_mib": mib, "allocator": "glibc " + alloc})
+    for r in rows:
+        print(json.dumps(r))
 
 
 if __name__ == "__main__":

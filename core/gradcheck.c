@@ -626,6 +626,7 @@ enum { ELEMENTWISE_MAX = 4096, FULL_MAX_OUT = 16, FULL_MAX_IN = 256 };
 
 /* One node's rerun: its inputs and output as leaves of the check's own, and the node pointing at them. */
 typedef struct {
+    tg_tape *tape; /* the recording's: its scratch serves the proof that the backward adds */
     const tg__node *node;
     int64_t k;
     tg__node fake;
@@ -664,11 +665,38 @@ static int rerun(node_run *r, tg_tensor *y) {
     return 1;
 }
 
+/* The data of op output t that the tape let go (tg__tape_release: a layer's intermediate that no node saved),
+   recomputed from its node, whose released inputs are recomputed the same way; a tg__malloc'd buffer of
+   t's dtype, NULL with TG_ENOMEM or when the node fails. */
+static void *recompute(tg_tape *tape, const tg_tensor *t) {
+    const tg__node *node = tg__tape_node(tape, t->node);
+    if (!node || node->out != t || node->n_in > 64) {
+        tg__fail(TG_ESTATE, "tg_gradcheck_nodes: an input's data was released and cannot be recomputed");
+        return NULL;
+    }
+    tg_tensor in[64], *ins[64], out = *t;
+    int ok = 1;
+    for (int i = 0; i < node->n_in; i++) {
+        in[i] = *node->in[i];
+        ins[i] = &in[i];
+        if (!in[i].data && !(in[i].data = recompute(tape, node->in[i]))) ok = 0;
+    }
+    size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+    out.data = ok ? tg__malloc(bytes + 1) : NULL;
+    if (ok && !out.data) tg__fail(TG_ENOMEM, "tg_gradcheck_nodes: out of memory recomputing an input");
+    if (out.data && (node->op->flags & TG__ZERO_OUT)) memset(out.data, 0, bytes);
+    if (out.data && node->op->forward(ins, node->n_in, &node->args, &out) != TG_OK) tg__free(out.data), out.data = NULL;
+    for (int i = 0; i < node->n_in; i++)
+        if (!node->in[i]->data && in[i].data) tg__free(in[i].data);
+    return out.data;
+}
+
 /* Leaves for the rerun: built-in ops in f64 (their kernels are one template for both dtypes, and f64
    differences are the sharper check), custom ops in their own dtype (a user's callback may know only
    one); index inputs as they are. */
-static int node_setup(node_run *r, const tg__node *node, int64_t k, uint64_t seed) {
+static int node_setup(node_run *r, tg_tape *tape, const tg__node *node, int64_t k, uint64_t seed) {
     memset(r, 0, sizeof *r);
+    r->tape = tape;
     r->node = node;
     r->k = k;
     r->fake = *node;
@@ -678,9 +706,13 @@ static int node_setup(node_run *r, const tg__node *node, int64_t k, uint64_t see
         const tg_tensor *in = node->in[i];
         tg_dtype di = in->dtype == TG_I64 ? TG_I64 : dt;
         if (!(r->x[i] = tg_tensor_new(di, in->ndim, in->shape))) return node_fail(r, "%s", tg_last_error());
+        void *again = in->data ? NULL : recompute(tape, in);
+        const void *src = in->data ? in->data : again;
+        if (!src) return node_fail(r, "%s", tg_last_error());
         for (int64_t j = 0; j < in->numel; j++)
-            if (di == TG_I64) ((int64_t *)r->x[i]->data)[j] = ((const int64_t *)in->data)[j];
-            else st(r->x[i]->data, di, j, ld(in->data, in->dtype, j));
+            if (di == TG_I64) ((int64_t *)r->x[i]->data)[j] = ((const int64_t *)src)[j];
+            else st(r->x[i]->data, di, j, ld(src, in->dtype, j));
+        tg__free(again);
         r->checked[i] = (in->flags & TG__NEEDS) != 0;
         if (r->checked[i]) r->N += in->numel;
     }
@@ -708,7 +740,7 @@ static int node_setup(node_run *r, const tg__node *node, int64_t k, uint64_t see
 static int node_backward(node_run *r, const tg_tensor *gv, int check) {
     for (int i = 0; i < r->fake.n_in; i++)
         if (r->checked[i]) memset(r->buf[i], 0, (size_t)r->x[i]->numel * tg__dsize(r->x[i]->dtype));
-    if (tg__node_backward(&r->fake, r->k, gv, r->buf, check) != TG_OK) {
+    if (tg__node_backward(r->tape, &r->fake, r->k, gv, r->buf, check) != TG_OK) {
         /* the overwrite message names the op and node already */
         const char *m = tg_last_error();
         if (strncmp(m, "backward of", 11)) return node_fail(r, "its backward failed: %s", m);
@@ -825,7 +857,7 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         const tg__node *node = tg__tape_node(tape, k);
         acc nc;
         acc_init(&nc);
-        int ok = node_setup(&r, node, k, o.seed) && node_check(&r, &o, &nc);
+        int ok = node_setup(&r, tape, node, k, o.seed) && node_check(&r, &o, &nc);
         if (ok && nc.n_bad) {
             char loc[128];
             where_str(loc, sizeof loc, nc.input, nc.index, nc.out_index);

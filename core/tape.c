@@ -3,6 +3,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "tg_internal.h"
+#include "vmath.h"
 
 /* Redzones. Every arena block is one slice of a big malloc, so a write one past a block's end lands in
    the next block, where neither AddressSanitizer nor valgrind can see it. Instrumented runs leave a
@@ -61,8 +62,42 @@ typedef struct {
     int used;                  /* headers taken from cur */
 } header_pool;
 
+/* An intermediate's gradient is dead once its node's backward has run (every node that adds to it comes
+   later on the tape): backward hands its block to the next gradient of the same size instead of taking new
+   memory, so that a T-step RNN's per-step gradients take a few blocks, not T. The data of a layer's
+   intermediates that no node saved goes the same way (tg__tape_release), to the next output or gradient of
+   its size. Lists per power of two, exact sizes within. */
+typedef struct spare {
+    struct spare *next;
+    size_t size;
+} spare;
+enum { SPARE_CLASSES = 48 };
+
+/* A saved tensor's fingerprint, one per tensor per recording however many nodes save it: a weight saved by
+   the T matmuls of an RNN is hashed when first saved and checked once in backward, not T times each way.
+   The table that finds it by address is the tape's (a leaf may be saved by several threads' tapes). */
+typedef struct tg__fingerprint {
+    const tg_tensor *t;
+    uint64_t hash;
+    int64_t node; /* the first node that saved it, which messages name */
+    int checked;  /* by this recording's backward */
+} fingerprint;
+
+typedef struct {
+    fingerprint *fp;
+    uint64_t gen; /* the slot is empty unless this is the tape's gen: a reset empties the table in O(1) */
+} fp_slot;
+
 struct tg_tape {
     chunk *chunks;          /* newest first; allocation takes from the head */
+    fp_slot *fp_slots;      /* open addressing, a power of two long, kept across resets */
+    size_t n_slots, n_fp;   /* n_fp: this recording's fingerprints */
+    fingerprint *fp_free;   /* fingerprints are carved from the arena FP_BATCH at a time */
+    struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
+    void *scratch;          /* tg__node_backward's proof that a backward adds */
+    size_t scratch_size;
+    int fp_left;
+    int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
     tg__node *nodes;
     int64_t n_nodes, cap_nodes;
@@ -73,6 +108,40 @@ struct tg_tape {
     int done;      /* backward has run on this recording */
     size_t redzone; /* poisoned bytes after each block: REDZONE under ASan or valgrind, else 0 */
 };
+
+static int spare_class(size_t bytes) {
+    int log2 = bytes ? 63 - __builtin_clzll((unsigned long long)bytes) : 0;
+    return log2 < SPARE_CLASSES ? log2 : SPARE_CLASSES - 1;
+}
+
+static size_t block_bytes(const tg_tensor *t) { return ((size_t)t->numel * tg__dsize(t->dtype) + 63) & ~(size_t)63; }
+
+/* A spare block of exactly bytes (a multiple of 64), or NULL. */
+/* A spare block of exactly `bytes` (a multiple of 64) for `size` bytes of data, or NULL. Under the
+   sanitizers a spare is poisoned but for its list header, and handed out unpoisoned for `size` bytes
+   only: a kernel writing past its output in a reused block is caught as in a fresh one. */
+static void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
+    for (spare **p = &tape->spares[spare_class(bytes)]; bytes && *p; p = &(*p)->next)
+        if ((*p)->size == bytes) {
+            spare *s = *p;
+            *p = s->next;
+            poison(s, bytes);
+            unpoison(s, size);
+            return s;
+        }
+    return NULL;
+}
+
+/* Blocks too small for the list header are not reused: they cost nothing to leave. */
+static void spare_put(tg_tape *tape, void *block, size_t bytes) {
+    if (bytes < sizeof(spare)) return;
+    unpoison(block, sizeof(spare));
+    spare *s = block;
+    s->size = bytes;
+    s->next = tape->spares[spare_class(bytes)];
+    tape->spares[spare_class(bytes)] = s;
+    poison((char *)block + sizeof(spare), bytes - sizeof(spare));
+}
 
 enum { MIN_CHUNK = 1 << 20, CHUNK_HEAD = 64, REDZONE = 64 };
 
@@ -125,6 +194,9 @@ void tg_tape_reset(tg_tape *tape) {
         tape->chunks->used = 0;
     }
     tape->n_nodes = 0;
+    tape->n_fp = tape->n_hashed = 0;
+    tape->fp_left = 0;
+    memset(tape->spares, 0, sizeof tape->spares);
     tape->done = 0;
     tape->gen++;
     header_pool *pool = &tape->headers[tape->gen & 1];
@@ -142,6 +214,8 @@ void tg_tape_free(tg_tape *tape) {
             b = next;
         }
     tg__free(tape->nodes);
+    tg__free(tape->fp_slots);
+    tg__free(tape->scratch);
     tg__free(tape);
 }
 
@@ -173,6 +247,8 @@ tg_status tg__arg(const char *fn, const char *what, const tg_tensor *t) {
     return tg__stale(fn, what, t) ? TG_ESTATE : TG_OK;
 }
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
+
+int64_t tg__tape_hashes(const tg_tape *tape) { return tape->n_hashed; }
 
 int64_t tg_tape_memory(const tg_tape *tape) {
     int64_t bytes = 0;
@@ -222,7 +298,10 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
     int64_t numel;
     if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
     tg_tensor *t = new_header(tape);
-    void *data = t ? tg__arena_alloc(tape, (size_t)numel * tg__dsize(dtype), zero) : NULL;
+    size_t bytes = (size_t)numel * tg__dsize(dtype);
+    void *data = t ? spare_take(tape, (bytes + 63) & ~(size_t)63, bytes) : NULL;
+    if (data && zero) memset(data, 0, bytes);
+    if (t && !data) data = tg__arena_alloc(tape, bytes, zero);
     if (!data) {
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
@@ -231,6 +310,14 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
     t->tape = tape;
     t->gen = tape->gen;
     return t;
+}
+
+void tg__tape_release(tg_tape *tape, tg_tensor *t) {
+    if (!t || !tape || t->tape != tape || t->gen != tape->gen || t->node < 0 || !t->data ||
+        (t->flags & (TG__SAVED | TG__RETAIN)))
+        return;
+    spare_put(tape, t->data, block_bytes(t));
+    t->data = NULL;
 }
 
 /* Input i's name in messages: the op's own ("a", "x"), else "input i". */
@@ -299,6 +386,53 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
              (long long)tape->n_nodes, shapes);
 }
 
+enum { FP_BATCH = 16 };
+
+/* A tensor's header cannot change, only its data: the fingerprint is of the bytes, one XXH3 call, vectorized
+   where the processor allows (the same value whichever instruction set computes it). */
+static uint64_t fp_hash(const tg_tensor *t) {
+    size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+#if defined(__x86_64__)
+    if (tg__vmath_isa() >= TG__ISA_AVX2) return tg__xxh3_avx(t->data, bytes);
+#endif
+    return XXH3_64bits(t->data, bytes);
+}
+
+static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
+    uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
+    size_t mask = tape->n_slots - 1, i = (size_t)(h >> 32) & mask;
+    while (tape->fp_slots[i].gen == tape->gen && tape->fp_slots[i].fp->t != t) i = (i + 1) & mask;
+    return i;
+}
+
+/* t's fingerprint in this recording, made (and t hashed) when node is the first to save it. NULL on
+   TG_ENOMEM. The table doubles when half full; a warm loop finds it large enough and mallocs nothing. */
+static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t node) {
+    if (2 * (tape->n_fp + 1) > tape->n_slots) {
+        size_t n = tape->n_slots ? 2 * tape->n_slots : 64;
+        fp_slot *slots = tg__calloc(n * sizeof *slots), *old = tape->fp_slots;
+        if (!slots) return NULL;
+        size_t n_old = tape->n_slots;
+        tape->fp_slots = slots, tape->n_slots = n;
+        for (size_t i = 0; i < n_old; i++)
+            if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].fp->t)] = old[i];
+        tg__free(old);
+    }
+    size_t i = slot_of(tape, t);
+    if (tape->fp_slots[i].gen == tape->gen) return tape->fp_slots[i].fp;
+    if (!tape->fp_left) {
+        if (!(tape->fp_free = tg__arena_alloc(tape, FP_BATCH * sizeof *tape->fp_free, 0))) return NULL;
+        tape->fp_left = FP_BATCH;
+    }
+    fingerprint *f = tape->fp_free++;
+    tape->fp_left--;
+    *f = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
+    tape->n_hashed++;
+    tape->fp_slots[i] = (fp_slot){f, tape->gen};
+    tape->n_fp++;
+    return f;
+}
+
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
 static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out, tg_tensor *const *in,
                          int n_in, const tg__args *args) {
@@ -315,22 +449,31 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     tg__save save = op->save;
     int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
     int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
-    for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
-    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins, 0);
-    uint64_t *hash = n_saved ? tg__arena_alloc(tape, (size_t)n_saved * sizeof *hash, 0) : NULL;
-    if (!ins || (n_saved && !hash))
-        return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
+    if (with_in && !op->unsaved) n_saved += n_in;
+    else
+        for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
+    int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
+    /* inputs, saved tensors and their fingerprints in one block */
+    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins + (check ? (size_t)n_saved *
+                                      sizeof(fingerprint *) : 0), 0);
+    if (!ins) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
+    fingerprint **fp = check ? (fingerprint **)(ins + n_in + n_saved) : NULL;
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
-    for (int i = 0, j = 0; i < n_in && with_in; i++)
-        if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
+    if (with_in && !op->unsaved) memcpy(saved, in, (size_t)n_in * sizeof *saved);
+    else
+        for (int i = 0, j = 0; i < n_in && with_in; i++)
+            if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
     if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
-    if (tape->checks & TG_CHECK_SAVED)
-        for (int i = 0; i < n_saved; i++) hash[i] = tg_tensor_hash(saved[i]);
+    for (int i = 0; i < n_saved; i++) /* tg__tape_release leaves these alone; leaves it never takes */
+        if (saved[i]->tape) saved[i]->flags |= TG__SAVED;
+    for (int i = 0; check && i < n_saved; i++)
+        if (!(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
+            return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
 
     tg__node *node = &tape->nodes[tape->n_nodes];
-    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved,
-                       .hash = (tape->checks & TG_CHECK_SAVED) ? hash : NULL, .n_saved = n_saved};
+    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved, .fp = fp,
+                       .n_saved = n_saved};
     out->flags |= TG__NEEDS;
     out->node = tape->n_nodes++;
     return out;
@@ -356,11 +499,31 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
     return record(fn, tape, op, out, in, n, &args);
 }
 
-/* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena. */
-static void *grad_buffer(tg_tape *tape, tg_tensor *t) {
+/* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena, zeroed
+   unless zero is 0 and the buffer is new, which *fresh then tells (the first contribution assigns). A
+   build with assertions fills a fresh buffer with NaN, so that an element a backward fails to write
+   shows in every gradient after it. */
+/* t's gradient is done with: its block becomes a spare (blocks are 64-byte multiples, room for the link). */
+static void give_spare(tg_tape *tape, tg_tensor *t) {
+    if (t->grad && !(t->flags & (TG__RETAIN | TG__PARAM))) spare_put(tape, t->grad, block_bytes(t));
+    t->grad = NULL;
+}
+
+static void *grad_buffer(tg_tape *tape, tg_tensor *t, int zero, unsigned char *fresh) {
     if (!(t->flags & TG__NEEDS)) return NULL;
     if (t->flags & TG__PARAM) t->flags |= TG__GRADDED;
-    if (!t->grad) t->grad = tg__arena_alloc(tape, (size_t)t->numel * tg__dsize(t->dtype), 1);
+    if (!t->grad) {
+        size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+        if ((t->grad = spare_take(tape, block_bytes(t), bytes))) {
+            if (zero) memset(t->grad, 0, bytes);
+        } else {
+            t->grad = tg__arena_alloc(tape, bytes, zero);
+        }
+#ifndef NDEBUG
+        if (t->grad && !zero) memset(t->grad, 0xff, bytes);
+#endif
+        if (fresh) *fresh = !zero;
+    }
     return t->grad;
 }
 
@@ -394,12 +557,17 @@ static tg_status check_out(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_
 }
 
 static tg_status seed_grad(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) {
-    void *g = grad_buffer(tape, out);
+    unsigned char fresh = 0;
+    void *g = grad_buffer(tape, out, 0, &fresh);
     if (!g) return tg__fail(TG_ENOMEM, "tg_backward: out of memory for the output's gradient");
     TG__DISPATCH(out->dtype, {
         T *pg = g;
         const T *go = grad_out ? grad_out->data : NULL;
-        for (int64_t i = 0; i < out->numel; i++) pg[i] += go ? go[i] : 1;
+        /* one loop per case, so that each vectorizes */
+        if (fresh && go) memcpy(pg, go, (size_t)out->numel * sizeof(T));
+        else if (fresh) for (int64_t i = 0; i < out->numel; i++) pg[i] = 1;
+        else if (go) for (int64_t i = 0; i < out->numel; i++) pg[i] += go[i];
+        else for (int64_t i = 0; i < out->numel; i++) pg[i] += 1;
     });
     return TG_OK;
 }
@@ -419,34 +587,51 @@ static tg_status call_backward(const tg__node *node, const tg_tensor *gout, void
 }
 
 /* The pattern a checked backward finds in its buffers on its second run: values no gradient is likely
-   to cancel. */
-static double pattern(int64_t j) { return 0.75 + 0.125 * (double)(j % 11); }
+   to cancel, 0.75 + 0.125 (j mod 11) at element j. */
+#define PATTERN(p) (0.75 + 0.125 * (double)(p))
+#define NEXT(p) ((p) == 10 ? 0 : (p) + 1)
 
-tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *all, int check) {
-    if (!check) return call_backward(node, gout, all);
+/* The proof's scratch: the tape keeps it, grown when a node needs more, so that a gradient check's many
+   checked backwards malloc nothing once warm. */
+static void *scratch(tg_tape *tape, size_t bytes) {
+    if (tape->scratch_size < bytes) {
+        void *p = tg__malloc(bytes);
+        if (!p) return NULL;
+        tg__free(tape->scratch);
+        tape->scratch = p, tape->scratch_size = bytes;
+    }
+    return tape->scratch;
+}
+
+tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, const tg_tensor *gout,
+                            void *const *all, int check) {
+    if (!check) return call_backward(node_in, gout, all);
+    tg__node copy = *node_in, *node = &copy;
+    copy.fresh = NULL; /* proving that it adds: every buffer holds something */
     /* Twice: once on the buffers as they are (S, giving R), once on S + P. A backward that adds gives R + P
        the second time; one that assigns loses P, which a check of a function using the op once (every
        buffer starting at zero) would never see. */
     int n = node->n_in;
     /* keep[i]: S, keep[n + i]: R, keep[2n + i]: the buffer to check, or NULL where none is, or where an
        input used twice (x * x) hands the same buffer again: it is kept, patterned and compared once. */
-    void **keep = tg__calloc((size_t)3 * (size_t)n * sizeof *keep);
-    tg_status st = keep ? TG_OK : tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
-    void **grads = keep ? keep + 2 * n : NULL;
-    for (int i = 0; i < n && !st; i++) {
+    size_t need = ((size_t)3 * (size_t)n * sizeof(void *) + 63) & ~(size_t)63;
+    for (int i = 0; i < n; i++)
+        if (all[i]) need += 2 * (((size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype) + 63) & ~(size_t)63);
+    void **keep = scratch(tape, need);
+    if (!keep) return tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
+    void **grads = keep + 2 * n;
+    char *next = (char *)keep + (((size_t)3 * (size_t)n * sizeof(void *) + 63) & ~(size_t)63);
+    for (int i = 0; i < n; i++) {
         grads[i] = all[i];
         for (int j = 0; j < i; j++)
             if (all[j] == all[i]) grads[i] = NULL;
+        size_t bytes = grads[i] ? (size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype) : 0;
+        keep[i] = next;                                      /* S */
+        keep[n + i] = next + ((bytes + 63) & ~(size_t)63);   /* R */
+        next += 2 * ((bytes + 63) & ~(size_t)63);
+        if (bytes) memcpy(keep[i], grads[i], bytes);
     }
-    for (int i = 0; i < n && !st; i++) {
-        if (!grads[i]) continue;
-        size_t bytes = (size_t)node->in[i]->numel * tg__dsize(node->in[i]->dtype);
-        keep[i] = tg__malloc(bytes);       /* S */
-        keep[n + i] = tg__malloc(bytes);   /* R */
-        if (!keep[i] || !keep[n + i]) st = tg__fail(TG_ENOMEM, "tg_backward: out of memory checking node %lld", (long long)k);
-        else memcpy(keep[i], grads[i], bytes);
-    }
-    if (!st) st = call_backward(node, gout, all);
+    tg_status st = call_backward(node, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -454,7 +639,7 @@ tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *go
         TG__DISPATCH(x->dtype, {
             T *g = grads[i];
             const T *s0 = keep[i];
-            for (int64_t j = 0; j < x->numel; j++) g[j] = s0[j] + (T)pattern(j);
+            for (int64_t j = 0, p = 0; j < x->numel; j++, p = NEXT(p)) g[j] = s0[j] + (T)PATTERN(p);
         });
     }
     if (!st) st = call_backward(node, gout, all);
@@ -465,47 +650,63 @@ tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *go
             T *g = grads[i];
             const T *s0 = keep[i], *r = keep[n + i];
             const double rel = sizeof(T) == sizeof(float) ? 1e-4 : 1e-10;
-            for (int64_t j = 0; j < x->numel && !st; j++) {
-                double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)pattern(j);
-                double tol = rel * (fabs((double)s0[j]) + fabs((double)r[j]) + pattern(j) + fabs(d1));
+            for (int64_t j = 0, p = 0; j < x->numel && !st; j++, p = NEXT(p)) {
+                double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)PATTERN(p);
+                double tol = rel * (fabs((double)s0[j]) + fabs((double)r[j]) + PATTERN(p) + fabs(d1));
                 /* a NaN or Inf is the gradient checks' to report, not an overwrite */
                 if (isfinite(d1) && isfinite(d2) && !(fabs(d1 - d2) <= tol))
                     st = tg__fail(TG_EINVAL, "backward of %s (node %lld) overwrites its gradient of input %d instead "
                                   "of adding to it: element %lld gains %.10g, but %.10g when its buffer holds %.10g "
                                   "more", tg__node_name(node), (long long)k, i, (long long)j,
-                                  d1, d2, pattern(j));
+                                  d1, d2, PATTERN(p));
             }
             memcpy(g, r, (size_t)x->numel * sizeof(T));
         });
     }
-    for (int i = 0; keep && i < 2 * n; i++) tg__free(keep[i]);
-    tg__free(keep);
     return st;
 }
 
 static tg_status run_node(tg_tape *tape, int64_t k) {
-    const tg__node *node = &tape->nodes[k];
+    tg__node *node = &tape->nodes[k];
     const char *name = tg__node_name(node);
     char sb[TG__SHAPE_STR];
-    if (node->hash)
-        for (int i = 0; i < node->n_saved; i++)
-            if (tg_tensor_hash(node->saved[i]) != node->hash[i])
-                return tg__fail(TG_EMODIFIED,
-                                "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward was "
-                                "modified after it was recorded", tg__shape_str(node->saved[i]->ndim,
-                                node->saved[i]->shape, sb), name, (long long)k);
-    void **grads = tg__arena_alloc(tape, (size_t)node->n_in * sizeof *grads, 0);
+    for (int i = 0; node->fp && i < node->n_saved; i++) {
+        fingerprint *f = node->fp[i];
+        if (f->checked) continue;
+        tape->n_hashed++;
+        if (fp_hash(f->t) != f->hash)
+            return tg__fail(TG_EMODIFIED, "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward "
+                            "was modified after it was recorded", tg__shape_str(f->t->ndim, f->t->shape, sb),
+                            tg__node_name(&tape->nodes[f->node]), (long long)f->node);
+        f->checked = 1;
+    }
+    /* A TG__FILLS op gets new buffers unzeroed, but not while proving that backwards add, nor for a test's
+       planted backward, nor twice in one node (x * x: the second use adds to the first). */
+    int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
+    void *few[8 + 8 / sizeof(void *)]; /* most nodes have few inputs: no arena block for their list */
+    void **grads = node->n_in <= 8 ? few : tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
     if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
+    unsigned char *fresh = (unsigned char *)(grads + (node->n_in <= 8 ? 8 : node->n_in));
+    memset(fresh, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
-        grads[i] = grad_buffer(tape, node->in[i]);
-        if ((node->in[i]->flags & TG__NEEDS) && !grads[i])
+        tg_tensor *x = node->in[i];
+        if (fills && x->grad && !(x->flags & TG__PARAM)) /* a parameter's buffer is never fresh */
+            for (int j = 0; j < i; j++)
+                if (fresh[j] && node->in[j] == x) {
+                    memset(x->grad, 0, (size_t)x->numel * tg__dsize(x->dtype));
+                    fresh[j] = 0;
+                }
+        grads[i] = grad_buffer(tape, x, !fills, &fresh[i]);
+        if ((x->flags & TG__NEEDS) && !grads[i])
             return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
     }
     tg_tensor gout = *node->out;
     gout.data = node->out->grad;
     gout.grad = NULL;
     gout.flags = 0;
-    tg_status st = tg__node_backward(node, k, &gout, grads, tape->check_accumulate);
+    node->fresh = fills ? fresh : NULL;
+    tg_status st = tg__node_backward(tape, node, k, &gout, grads, tape->check_accumulate);
+    node->fresh = NULL;
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)
         for (int i = 0; i < node->n_in; i++)
@@ -525,12 +726,13 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
     if (out->tape) tape->done = 1;
     st = seed_grad(tape, out, grad_out);
     for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--)
-        if (tape->nodes[k].out->grad) st = run_node(tape, k);
+        if (tape->nodes[k].out->grad && !(st = run_node(tape, k)) && !(tape->nodes[k].out->flags & TG__RETAIN))
+            give_spare(tape, tape->nodes[k].out);
     /* Intermediate gradients die here unless retained; their memory goes with the next reset. */
     for (int64_t k = 0; k < tape->n_nodes; k++) {
         tg_tensor *t = tape->nodes[k].out;
         if (!(t->flags & TG__RETAIN)) t->grad = NULL;
-        else if (!t->grad && !grad_buffer(tape, t) && !st)
+        else if (!t->grad && !grad_buffer(tape, t, 1, NULL) && !st)
             st = tg__fail(TG_ENOMEM, "tg_backward: out of memory for a retained gradient");
     }
     return st;

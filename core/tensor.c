@@ -87,12 +87,11 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
         *numel = 0;
         return TG_OK;
     }
-    for (int i = 0; i < ndim; i++) {
-        if (n > limit / shape[i])
+    /* an overflow check per dim without a division (every op output passes here) */
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n) || n > limit)
             return tg__fail(TG_ENOMEM, "%s: shape %s has too many elements to address", fn,
                             tg__shape_str(ndim, shape, buf));
-        n *= shape[i];
-    }
     *numel = n;
     return TG_OK;
 }
@@ -101,7 +100,7 @@ void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shap
     memset(t, 0, sizeof *t);
     t->dtype = dtype;
     t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i]; /* a few dims: no memcpy call per op output */
     t->numel = numel;
     t->data = data;
     t->node = -1;

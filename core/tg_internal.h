@@ -15,6 +15,7 @@
 /* A parameter whose gradient some backward has written (set once, never cleared, tg_zero_grad
    included): an optimizer skips the others, as torch.optim skips a parameter whose grad is None. */
 #define TG__GRADDED 16u
+#define TG__SAVED 32u /* an op output some node saved for backward (tg__tape_release keeps its data) */
 
 struct tg_tensor {
     tg_dtype dtype;
@@ -47,6 +48,9 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
 
 #define TG__ZERO_OUT 1u /* the output is zero-filled before forward (others write every element) */
 #define TG__CONSTANT 2u /* the output is never recorded: no gradient flows through it (detach) */
+/* Backward writes every element of a gradient buffer that tg__fresh says is fresh, instead of adding: the
+   engine then hands it over unzeroed. */
+#define TG__FILLS 4u
 
 /* A built-in op's table entry: all the engine knows of an op. A public op function checks what only
    it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs
@@ -54,7 +58,8 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
    shape validates the inputs' shapes (and index values) and writes the output's rank and dims; its
    failures name fn. forward writes every element of out (zeroed first with TG__ZERO_OUT). backward
    adds the vector-Jacobian product of gout into grads[i] for each i whose grads[i] is not NULL, and
-   allocates no gradient temporaries. */
+   allocates no gradient temporaries; with TG__FILLS it assigns instead where tg__fresh(node, i), as the
+   buffer's first contribution (a GEMM with beta = 0), and that must write every element of it. */
 typedef struct tg__op {
     const char *name;          /* "matmul": in the table, tg_tape_print and the DOT dump */
     const char *fn;            /* "tg_matmul": first in every message */
@@ -77,9 +82,14 @@ struct tg__node {
     int n_in;
     tg_tensor *out;
     tg_tensor **saved;
-    uint64_t *hash;
+    struct tg__fingerprint **fp; /* per saved tensor (shared by every node saving it); NULL: not checked */
     int n_saved;
+    const unsigned char *fresh;  /* during backward, TG__FILLS ops only: fresh[i] set when grads[i] holds
+                                    nothing yet (not even zeros); NULL otherwise */
 };
+
+/* Whether a TG__FILLS backward assigns grads[i] (see tg__op). */
+static inline int tg__fresh(const tg__node *node, int i) { return node->fresh && node->fresh[i]; }
 
 /* Every built-in op, for printing and for the test that gradient-checks each one. NULL-terminated.
    Each entry is defined in its family file in ops/ and listed in ops/ops.c. */
@@ -186,13 +196,22 @@ void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* A new output of the tape: data from the arena (zeroed when zero is set). NULL on TG_ENOMEM. */
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
                        int zero);
-/* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice, the
+/* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice (with
+   scratch that tape keeps), the
    second time on buffers holding a known pattern more, and fails (TG_EINVAL, "backward of <op> (node k)
    overwrites its gradient ...") unless the second run added the same amounts: the gradient checks'
    proof that a backward adds rather than assigns. */
-tg_status tg__node_backward(const tg__node *node, int64_t k, const tg_tensor *gout, void *const *grads, int check);
+tg_status tg__node_backward(tg_tape *tape, const tg__node *node, int64_t k, const tg_tensor *gout,
+                            void *const *grads, int check);
+/* A layer's private intermediate t (an op output of this recording that no one else holds, whose consumers
+   are all recorded) is done with: unless a node saved it (or it is retained, or was never recorded), its
+   data goes back to the tape for the next output or gradient of its size, and t->data becomes NULL.
+   Backward reads no unsaved data; tg_gradcheck_nodes recomputes such an input from its node. */
+void tg__tape_release(tg_tape *tape, tg_tensor *t);
 /* Gradient checks turn that proof on for every node of a tape's backward. */
 void tg__tape_check_accumulate(tg_tape *tape, int on);
+/* How many tensors TG_CHECK_SAVED hashed for the current recording, when saved and in backward. */
+int64_t tg__tape_hashes(const tg_tape *tape);
 /* Node k of the current recording; NULL when there is none. */
 const tg__node *tg__tape_node(const tg_tape *tape, int64_t k);
 /* Tests: op's backward becomes `backward` on this thread (NULL restores it); one op at a time. */

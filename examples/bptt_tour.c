@@ -398,8 +398,9 @@ static void part_b(void) {
 }
 
 /* ================================================================================================
- * (c) The tape of a T = 3 TimeRNN. Each step is select (x_t = xs[:, t, :]), two matmuls, two adds
- * and a tanh; stack gathers hs. Backward walks these lines from the bottom up. */
+ * (c) The tape of a T = 3 TimeRNN. One linear projects every step's input at once (xs @ Wx + b); each
+ * step is then a matmul (h_prev @ Wh), a select of its projection, an add and a tanh; stack gathers hs.
+ * Backward walks these lines from the bottom up. */
 
 static void part_c(void) {
     printf("\n(c) The tape of a TimeRNN with N=1 T=3 D=2 H=3\n");

@@ -142,21 +142,34 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     tg_tensor *h; /* h0: zero, or zero + detach(state) */
     if (tg__rstate_begin(&layer->st, fn, tape, xs, &h)) return NULL;
 
-    /* One cell per step, as the seed's loop; hs[:, t, :] = h becomes a stack of the T h's. The list
-       lives in the tape's arena, so a warm training loop does no malloc here. */
+    /* The seed's loop, t = h_prev @ Wh + x_t @ Wx + b, with the input projection of every step in one GEMM
+       over all N T rows (P = xs @ Wx + b, one linear), so that backward makes dWx and dxs in one GEMM each
+       too; per step only the recurrent part, tanh(h_prev @ Wh + P[:, t, :]). hs[:, t, :] = h becomes a
+       stack of the T h's. The list lives in the tape's arena, so a warm training loop does no malloc here. */
     tg_tensor **steps = tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0);
     if (!steps) {
         tg__fail(TG_ENOMEM, "%s: out of memory for a list of T = %lld steps", fn, (long long)T);
         return NULL;
     }
+    tg_tensor *P = tg_linear(tape, xs, layer->Wx, layer->b);
+    if (!P) {
+        tg__context("%s: the input projection: ", fn);
+        return NULL;
+    }
     /* An op failing inside (out of memory, a non-finite value) is told with the step it failed at. */
     for (int64_t t = 0; t < T; t++) {
-        if (!(h = tg_rnn_cell(tape, tg_select(tape, xs, 1, t), h, layer->Wx, layer->Wh, layer->b))) {
+        tg_tensor *hWh = tg_matmul(tape, h, layer->Wh), *Pt = tg_select(tape, P, 1, t), *pre = tg_add(tape, hWh, Pt);
+        h = tg_tanh(tape, pre);
+        /* Backward needs none of these three (add saves nothing, tanh its output): their memory serves the
+           next step, so that the tape keeps per step only h, as the seed's cache does. */
+        tg__tape_release(tape, hWh), tg__tape_release(tape, Pt), tg__tape_release(tape, pre);
+        if (!h) {
             tg__context("%s: step %lld: ", fn, (long long)t);
             return NULL;
         }
         steps[t] = h;
     }
+    tg__tape_release(tape, P);
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <tgmath.h>
 #include "tg_internal.h"
+#include "vmath.h"
 
 static const char *const names_ab[] = {"a", "b"}, *const names_x[] = {"x"};
 
@@ -56,11 +57,35 @@ static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
         }                                                                                          \
     } while (0)
 
+/* Operands of one shape (h Wh + x Wx, the common case) skip the multi-index: a flat loop with oa = ob = i. */
+static int same_dims(const tg_tensor *a, const tg_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+#define EW_LOOP(flat, bc, STMT)                                                                    \
+    do {                                                                                           \
+        if (flat)                                                                                  \
+            for (int64_t i = 0; i < (bc).n; i++) {                                                 \
+                const int64_t oa = i, ob = i;                                                      \
+                (void)oa, (void)ob;                                                                \
+                STMT;                                                                              \
+            }                                                                                      \
+        else                                                                                       \
+            BCAST_LOOP(bc, STMT);                                                                  \
+    } while (0)
+
 static tg_status bcast_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
                              int64_t *shape) {
     (void)n, (void)args;
     char sa[TG__SHAPE_STR], sb[TG__SHAPE_STR];
     bcast bc;
+    if (same_dims(in[0], in[1])) {
+        *ndim = in[0]->ndim;
+        memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
+        return TG_OK;
+    }
     if (!bcast_init(&bc, in[0], in[1]))
         return tg__fail(TG_ESHAPE, "%s: shapes %s and %s do not broadcast", fn,
                         tg__shape_str(in[0]->ndim, in[0]->shape, sa), tg__shape_str(in[1]->ndim, in[1]->shape, sb));
@@ -76,38 +101,54 @@ enum { ADD, SUB, MUL, DIV };
 static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
     const tg_tensor *a = in[0], *b = in[1];
     bcast bc;
-    bcast_init(&bc, a, b);
+    int flat = same_dims(a, b);
+    if (!flat) bcast_init(&bc, a, b);
     bc.n = y->numel;
     TG__DISPATCH(a->dtype, {
         const T *pa = a->data, *pb = b->data;
         T *py = y->data;
-        if (kind == ADD) BCAST_LOOP(bc, py[i] = pa[oa] + pb[ob]);
-        else if (kind == SUB) BCAST_LOOP(bc, py[i] = pa[oa] - pb[ob]);
-        else if (kind == MUL) BCAST_LOOP(bc, py[i] = pa[oa] * pb[ob]);
-        else BCAST_LOOP(bc, py[i] = pa[oa] / pb[ob]);
+        if (kind == ADD) EW_LOOP(flat, bc, py[i] = pa[oa] + pb[ob]);
+        else if (kind == SUB) EW_LOOP(flat, bc, py[i] = pa[oa] - pb[ob]);
+        else if (kind == MUL) EW_LOOP(flat, bc, py[i] = pa[oa] * pb[ob]);
+        else EW_LOOP(flat, bc, py[i] = pa[oa] / pb[ob]);
     });
     return TG_OK;
 }
 
-/* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. */
+/* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. A fresh gradient of an
+   operand as large as the output is assigned (each of its elements meets one output element); a
+   broadcast one sums several, so it is zeroed first. */
 static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
-    bcast_init(&bc, a, b);
+    int flat = same_dims(a, b);
+    if (!flat) bcast_init(&bc, a, b);
     bc.n = gout->numel;
+    int set_a = tg__fresh(node, 0) && a->numel == gout->numel, set_b = tg__fresh(node, 1) && b->numel == gout->numel;
+    if (grads[0] && tg__fresh(node, 0) && !set_a) memset(grads[0], 0, (size_t)a->numel * tg__dsize(a->dtype));
+    if (grads[1] && tg__fresh(node, 1) && !set_b) memset(grads[1], 0, (size_t)b->numel * tg__dsize(b->dtype));
     TG__DISPATCH(a->dtype, {
         const T *g = gout->data, *pa = a->data, *pb = b->data, *py = node->out->data;
         T *ga = grads[0], *gb = grads[1];
-        if (ga) {
-            if (kind == MUL) BCAST_LOOP(bc, ga[oa] += g[i] * pb[ob]);
-            else if (kind == DIV) BCAST_LOOP(bc, ga[oa] += g[i] / pb[ob]);
-            else BCAST_LOOP(bc, ga[oa] += g[i]);
+        if (ga && set_a) {
+            if (kind == MUL) EW_LOOP(flat, bc, ga[oa] = g[i] * pb[ob]);
+            else if (kind == DIV) EW_LOOP(flat, bc, ga[oa] = g[i] / pb[ob]);
+            else EW_LOOP(flat, bc, ga[oa] = g[i]);
+        } else if (ga) {
+            if (kind == MUL) EW_LOOP(flat, bc, ga[oa] += g[i] * pb[ob]);
+            else if (kind == DIV) EW_LOOP(flat, bc, ga[oa] += g[i] / pb[ob]);
+            else EW_LOOP(flat, bc, ga[oa] += g[i]);
         }
-        if (gb) {
-            if (kind == MUL) BCAST_LOOP(bc, gb[ob] += g[i] * pa[oa]);
-            else if (kind == DIV) BCAST_LOOP(bc, gb[ob] -= g[i] * py[i] / pb[ob]);
-            else if (kind == SUB) BCAST_LOOP(bc, gb[ob] -= g[i]);
-            else BCAST_LOOP(bc, gb[ob] += g[i]);
+        if (gb && set_b) {
+            if (kind == MUL) EW_LOOP(flat, bc, gb[ob] = g[i] * pa[oa]);
+            else if (kind == DIV) EW_LOOP(flat, bc, gb[ob] = -(g[i] * py[i] / pb[ob]));
+            else if (kind == SUB) EW_LOOP(flat, bc, gb[ob] = -g[i]);
+            else EW_LOOP(flat, bc, gb[ob] = g[i]);
+        } else if (gb) {
+            if (kind == MUL) EW_LOOP(flat, bc, gb[ob] += g[i] * pa[oa]);
+            else if (kind == DIV) EW_LOOP(flat, bc, gb[ob] -= g[i] * py[i] / pb[ob]);
+            else if (kind == SUB) EW_LOOP(flat, bc, gb[ob] -= g[i]);
+            else EW_LOOP(flat, bc, gb[ob] += g[i]);
         }
     });
     return TG_OK;
@@ -122,7 +163,8 @@ static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor
         return binary_backward(KIND, node, g, grads);                                              \
     }                                                                                              \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_ab, .save = SAVE,     \
-                                .shape = bcast_shape, .forward = op##_forward, .backward = op##_backward}; \
+                                .flags = TG__FILLS, .shape = bcast_shape, .forward = op##_forward,  \
+                                .backward = op##_backward};                                        \
     tg_tensor *tg_##op(tg_tape *tape, tg_tensor *a, tg_tensor *b) {                                \
         return tg__apply(tape, &tg__op_##op, (tg_tensor *[]){a, b}, 2, &(tg__args){0});            \
     }
@@ -142,7 +184,7 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
 }
 
 /* The loop of every unary forward (y[i] = EXPR of x = px[i], and a = args->f[0]) and backward
-   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a). */
+   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a; = into a fresh buffer). */
 #define UNARY_FORWARD(op, EXPR)                                                                    \
     static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
         (void)n, (void)args;                                                                       \
@@ -164,21 +206,36 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
             const T a = (T)node->args.f[0];                                                        \
             T *gx = grads[0];                                                                      \
             (void)px, (void)py, (void)a;                                                           \
-            for (int64_t i = 0; i < gout->numel; i++) {                                            \
-                const T g = pg[i], x = px[i], y = py[i];                                           \
-                (void)x, (void)y;                                                                  \
-                gx[i] += (EXPR);                                                                   \
-            }                                                                                      \
+            if (tg__fresh(node, 0))                                                                \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i], x = px[i], y = py[i];                                       \
+                    (void)x, (void)y;                                                              \
+                    gx[i] = (EXPR);                                                                \
+                }                                                                                  \
+            else                                                                                   \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i], x = px[i], y = py[i];                                       \
+                    (void)x, (void)y;                                                              \
+                    gx[i] += (EXPR);                                                               \
+                }                                                                                  \
         });                                                                                        \
+        return TG_OK;                                                                              \
+    }
+/* A forward through vmath.c's vector loops (SLEEF, 1 ulp) instead of libm's scalar calls. */
+#define VMATH_FORWARD(op, FN)                                                                      \
+    static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
+        (void)n, (void)args;                                                                       \
+        tg__vmath(FN, out->dtype == TG_F64, in[0]->data, out->data, out->numel);                   \
         return TG_OK;                                                                              \
     }
 #define UNARY_OP(op, SAVE, FARG)                                                                   \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
-                                .farg = {FARG}, .shape = same_shape, .forward = op##_forward,       \
+                                .flags = TG__FILLS, .farg = {FARG}, .shape = same_shape,            \
+                                .forward = op##_forward,                                           \
                                 .backward = op##_backward};
 
 /* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */
-UNARY_FORWARD(tanh, tanh(x))
+VMATH_FORWARD(tanh, TG__VTANH)
 UNARY_BACKWARD(tanh, g * (1 - y * y))
 UNARY_OP(tanh, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_tanh, &x, 1, &(tg__args){0}); }
@@ -203,12 +260,12 @@ tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, double c) {
     return tg__apply(tape, &tg__op_add_scalar, &x, 1, &(tg__args){.f = {c}});
 }
 
-UNARY_FORWARD(exp, exp(x))
+VMATH_FORWARD(exp, TG__VEXP)
 UNARY_BACKWARD(exp, g * y)
 UNARY_OP(exp, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_exp, &x, 1, &(tg__args){0}); }
 
-UNARY_FORWARD(log, log(x))
+VMATH_FORWARD(log, TG__VLOG)
 UNARY_BACKWARD(log, g / x)
 UNARY_OP(log, TG__SAVE_INPUTS, NULL)
 tg_tensor *tg_log(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_log, &x, 1, &(tg__args){0}); }
@@ -218,9 +275,9 @@ UNARY_BACKWARD(sqrt, g / (2 * y))
 UNARY_OP(sqrt, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_sqrt, &x, 1, &(tg__args){0}); }
 
-/* sigmoid: each branch exponentiates a non-positive number, so e^|x| never overflows; for large |x|
-   the result rounds to exactly 0 or 1 and y (1 - y) to 0. */
-UNARY_FORWARD(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+/* sigmoid: stable for any x (vmath.c says how); for large |x| the result rounds to exactly 0 or 1 and
+   y (1 - y) to 0. */
+VMATH_FORWARD(sigmoid, TG__VSIGMOID)
 UNARY_BACKWARD(sigmoid, g * y * (1 - y))
 UNARY_OP(sigmoid, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) {

@@ -1,13 +1,38 @@
 /* matmul: (M,K) @ (K,N) -> (M,N) through OpenBLAS; and tg_linear, x (...,K) @ W (K,M) + b (M,). */
 #include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include "tg_internal.h"
+
+/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18, but on AVX-512 its small-matrix kernels run
+   on one thread up to about 10^6 anyway. Measured on this project's 2-core machines (bench_rnn --gemm-threads):
+   from 10^6 to 2 10^6 a second thread makes a GEMM 15-25 % slower, from about 4 10^6 on it makes it 0.5-0.75x
+   as long when the other core is free. So GEMMs below 3 10^6 run on one thread, only when the user has not
+   chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides alone. (While
+   the other core is busy, any threaded GEMM can wait for its descheduled worker: 30x at 2 10^7 once; choose
+   1 thread then.) The count is process-wide, lowered and put back around the call: a program calling BLAS
+   from several threads at once should set it. */
+#define GEMM_THREADS_MIN 3e6
+
+static int user_chose_threads(void) {
+    static atomic_int chose = -1;
+    int c = atomic_load_explicit(&chose, memory_order_relaxed);
+    if (c < 0) {
+        c = getenv("OPENBLAS_NUM_THREADS") || getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS");
+        atomic_store_explicit(&chose, c, memory_order_relaxed);
+    }
+    return c;
+}
 
 /* C = op(A) op(B) + beta C, row-major, in either dtype. BLAS wants leading dims >= 1 even for empty
    matrices. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (m == 0 || n == 0) return;
+    int threads = (double)m * (double)n * (double)k < GEMM_THREADS_MIN && !user_chose_threads()
+                      ? openblas_get_num_threads() : 1;
+    if (threads > 1) openblas_set_num_threads(1);
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     enum CBLAS_TRANSPOSE A_t = ta ? CblasTrans : CblasNoTrans, B_t = tb ? CblasTrans : CblasNoTrans;
     if (dt == TG_F32)
@@ -16,6 +41,7 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
     else
         cblas_dgemm(CblasRowMajor, A_t, B_t, (blasint)m, (blasint)n, (blasint)k, 1.0, A, (blasint)lda, B,
                     (blasint)ldb, beta, C, (blasint)ldc);
+    if (threads > 1) openblas_set_num_threads(threads);
 }
 
 static tg_status matmul_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
@@ -49,19 +75,30 @@ static tg_status matmul_forward(tg_tensor *const *in, int n, const tg__args *arg
     return TG_OK;
 }
 
-/* dA += dY B^T, dB += A^T dY: beta = 1 accumulates in place, with no temporary. */
+/* The part of a GEMM's output that a zero-length inner dimension leaves unwritten: a fresh buffer holds
+   nothing yet, so it is zeroed (an empty sum), where beta = 1 would leave an accumulated one alone. */
+static void empty_sum(const tg__node *node, int i, void *g, int64_t numel, tg_dtype dt) {
+    if (g && tg__fresh(node, i) && numel) memset(g, 0, (size_t)numel * tg__dsize(dt));
+}
+
+/* dA += dY B^T, dB += A^T dY: beta = 1 accumulates in place, with no temporary; beta = 0 when the buffer
+   is fresh (nothing to add to, and no zero-fill before). */
 static tg_status matmul_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-    if (K == 0) return TG_OK;
-    if (grads[0]) tg__gemm(a->dtype, 0, 1, M, K, N, gout->data, N, b->data, N, 1.0, grads[0], K);
-    if (grads[1]) tg__gemm(a->dtype, 1, 0, K, N, M, a->data, K, gout->data, N, 1.0, grads[1], N);
+    if (K == 0) return TG_OK; /* both gradients are empty */
+    if (N == 0) {
+        empty_sum(node, 0, grads[0], M * K, a->dtype), empty_sum(node, 1, grads[1], K * N, a->dtype);
+        return TG_OK;
+    }
+    if (grads[0]) tg__gemm(a->dtype, 0, 1, M, K, N, gout->data, N, b->data, N, !tg__fresh(node, 0), grads[0], K);
+    if (grads[1]) tg__gemm(a->dtype, 1, 0, K, N, M, a->data, K, gout->data, N, !tg__fresh(node, 1), grads[1], N);
     return TG_OK;
 }
 
 static const char *const names_ab[] = {"a", "b"};
 const tg__op tg__op_matmul = {.name = "matmul", .fn = "tg_matmul", .names = names_ab, .save = TG__SAVE_INPUTS,
-                              .shape = matmul_shape, .forward = matmul_forward,
+                              .flags = TG__FILLS, .shape = matmul_shape, .forward = matmul_forward,
                               .backward = matmul_backward};
 
 tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b) {
@@ -111,26 +148,29 @@ static tg_status linear_forward(tg_tensor *const *in, int n, const tg__args *arg
     return TG_OK;
 }
 
-/* dx += dy W^T, dW += x^T dy (beta = 1, in place), db += the column sums of dy. */
+/* dx += dy W^T, dW += x^T dy (beta = 1 in place, 0 into a fresh buffer), db += the column sums of dy. */
 static tg_status linear_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *x = node->in[0], *W = node->in[1];
     int64_t K = W->shape[0], M = W->shape[1], R = M ? gout->numel / M : 0;
-    if (M == 0) return TG_OK;
-    if (grads[0]) tg__gemm(x->dtype, 0, 1, R, K, M, gout->data, M, W->data, M, 1.0, grads[0], K);
-    if (grads[1] && R) tg__gemm(x->dtype, 1, 0, K, M, R, x->data, K, gout->data, M, 1.0, grads[1], M);
-    if (node->n_in > 2 && grads[2])
+    if (M == 0) return empty_sum(node, 0, grads[0], x->numel, x->dtype), TG_OK;
+    if (grads[0]) tg__gemm(x->dtype, 0, 1, R, K, M, gout->data, M, W->data, M, !tg__fresh(node, 0), grads[0], K);
+    if (grads[1] && R) tg__gemm(x->dtype, 1, 0, K, M, R, x->data, K, gout->data, M, !tg__fresh(node, 1), grads[1], M);
+    else if (!R) empty_sum(node, 1, grads[1], K * M, x->dtype);
+    if (node->n_in > 2 && grads[2]) {
+        empty_sum(node, 2, grads[2], M, x->dtype);
         TG__DISPATCH(x->dtype, {
             const T *g = gout->data;
             T *gb = grads[2];
             for (int64_t r = 0; r < R; r++)
                 for (int64_t j = 0; j < M; j++) gb[j] += g[r * M + j];
         });
+    }
     return TG_OK;
 }
 
 static const char *const names_xwb[] = {"x", "W", "b"};
 const tg__op tg__op_linear = {.name = "linear", .fn = "tg_linear", .names = names_xwb, .save = TG__SAVE_INPUTS,
-                              .unsaved = 1u << 2, .shape = linear_shape, .forward = linear_forward,
+                              .unsaved = 1u << 2, .flags = TG__FILLS, .shape = linear_shape, .forward = linear_forward,
                               .backward = linear_backward};
 
 tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b) {

@@ -29,15 +29,19 @@ static tg_status all_forward(tg_tensor *const *in, int n, const tg__args *args, 
 /* dx += dy * scale, the same for every element */
 static tg_status all_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *x = node->in[0];
+    int set = tg__fresh(node, 0);
     TG__DISPATCH(x->dtype, {
         T g = (T)(*(const T *)gout->data * node->args.f[0]), *gx = grads[0];
-        for (int64_t i = 0; i < x->numel; i++) gx[i] += g;
+        if (set)
+            for (int64_t i = 0; i < x->numel; i++) gx[i] = g;
+        else
+            for (int64_t i = 0; i < x->numel; i++) gx[i] += g;
     });
     return TG_OK;
 }
-const tg__op tg__op_sum = {.name = "sum", .fn = "tg_sum", .names = names_x, .shape = all_shape,
+const tg__op tg__op_sum = {.name = "sum", .fn = "tg_sum", .names = names_x, .flags = TG__FILLS, .shape = all_shape,
                            .forward = all_forward, .backward = all_backward};
-const tg__op tg__op_mean = {.name = "mean", .fn = "tg_mean", .names = names_x, .shape = all_shape,
+const tg__op tg__op_mean = {.name = "mean", .fn = "tg_mean", .names = names_x, .flags = TG__FILLS, .shape = all_shape,
                             .forward = all_forward, .backward = all_backward};
 
 tg_tensor *tg_sum(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_sum, &x, 1, &(tg__args){.f = {1}}); }

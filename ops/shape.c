@@ -141,16 +141,20 @@ static tg_status stack_backward(const tg__node *node, const tg_tensor *gout, voi
        backward got this wrong). */
     for (int i = 0; i < n; i++) {
         if (!grads[i]) continue;
+        int set = tg__fresh(node, i);
         TG__DISPATCH(x0->dtype, {
             const T *g = gout->data;
             T *gx = grads[i];
             for (int64_t o = 0; o < outer; o++)
-                for (int64_t j = 0; j < inner; j++) gx[o * inner + j] += g[(o * n + i) * inner + j];
+                if (set) memcpy(gx + o * inner, g + (o * n + i) * inner, (size_t)inner * sizeof(T));
+                else
+                    for (int64_t j = 0; j < inner; j++) gx[o * inner + j] += g[(o * n + i) * inner + j];
         });
     }
     return TG_OK;
 }
-const tg__op tg__op_stack = {.name = "stack", .fn = "tg_stack", .iarg = {"axis"}, .shape = stack_shape,
+const tg__op tg__op_stack = {.name = "stack", .fn = "tg_stack", .iarg = {"axis"}, .flags = TG__FILLS,
+                             .shape = stack_shape,
                              .forward = stack_forward, .backward = stack_backward};
 
 tg_tensor *tg_stack(tg_tape *tape, tg_tensor *const *xs, int n, int axis) {
@@ -311,15 +315,18 @@ static tg_status copy_forward(tg_tensor *const *in, int n, const tg__args *args,
 }
 
 static tg_status reshape_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    (void)node;
+    int set = tg__fresh(node, 0);
     TG__DISPATCH(gout->dtype, {
         const T *g = gout->data;
         T *gx = grads[0];
-        for (int64_t i = 0; i < gout->numel; i++) gx[i] += g[i];
+        if (set) memcpy(gx, g, (size_t)gout->numel * sizeof(T));
+        else
+            for (int64_t i = 0; i < gout->numel; i++) gx[i] += g[i];
     });
     return TG_OK;
 }
-const tg__op tg__op_reshape = {.name = "reshape", .fn = "tg_reshape", .names = names_x, .shape = reshape_shape,
+const tg__op tg__op_reshape = {.name = "reshape", .fn = "tg_reshape", .names = names_x, .flags = TG__FILLS,
+                               .shape = reshape_shape,
                                .forward = copy_forward, .backward = reshape_backward};
 
 tg_tensor *tg_reshape(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *shape) {

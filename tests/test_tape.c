@@ -130,6 +130,100 @@ Test(tape, a_modified_saved_tensor_fails_backward) {
     tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
 }
 
+/* x -> tanh(h W) eight times: W is saved by eight matmuls, each h by its tanh and the next matmul. */
+static tg_tensor *chain(tg_tape *tape, tg_tensor *x, tg_tensor *W, int write_W_at) {
+    tg_tensor *h = x;
+    for (int t = 0; t < 8; t++) {
+        if (t == write_W_at) ((double *)tg_tensor_data(W))[4] += 1e-9;
+        h = tg_tanh(tape, tg_matmul(tape, h, W));
+    }
+    return tg_sum(tape, h);
+}
+
+Test(tape, a_tensor_saved_by_many_nodes_is_hashed_once_each_way_and_still_checked) {
+    tg_tape *tape = tg_tape_new(), *unchecked = tg_tape_new();
+    tg_tape_set_checks(unchecked, 0);
+    tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 3);
+    /* 24 saved slots, 10 tensors: x, W and the eight tanh outputs */
+    tg_tensor *L = chain(tape, x, W, -1);
+    cr_expect_eq(tg__tape_hashes(tape), 10);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    cr_expect_eq(tg__tape_hashes(tape), 20);
+    /* the gradients are those of a tape that checks nothing */
+    double want[9];
+    memcpy(want, tg_tensor_grad(W), sizeof want);
+    tg_zero_grad(W);
+    cr_assert_eq(tg_backward(unchecked, chain(unchecked, x, W, -1), NULL), TG_OK);
+    cr_expect_eq(tg__tape_hashes(unchecked), 0);
+    for (int i = 0; i < 9; i++) cr_expect_eq(((double *)tg_tensor_grad(W))[i], want[i], "dW[%d]", i);
+    /* a write after all eight saves, or between two of them, is caught and blamed on the first saver */
+    for (int at = 8; at >= 3; at -= 5) {
+        tg_tape_reset(tape);
+        L = chain(tape, x, W, at);
+        if (at == 8) ((double *)tg_tensor_data(W))[4] += 1e-9;
+        cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED, "write before step %d", at);
+        tt_expect_error(TG_EMODIFIED, "tensor of shape (3,3) that matmul (node 0) saved for backward was modified");
+    }
+    /* a new recording hashes afresh: the table forgets the last one's fingerprints */
+    tg_tape_reset(tape);
+    L = chain(tape, x, W, -1);
+    cr_expect_eq(tg__tape_hashes(tape), 10);
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_free(tape), tg_tape_free(unchecked);
+    tg_tensor_free(x), tg_tensor_free(W);
+}
+
+/* 40 steps of h = tanh(0.9 h) on (32,32): backward's gradients of the 80 intermediates are done with one
+   node after another, so a few 8 KiB blocks serve them all; a retained one keeps its own. */
+Test(tape, backward_reuses_the_blocks_of_gradients_it_is_done_with) {
+    const int64_t block = 32 * 32 * (int64_t)sizeof(double);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 3, 32, 32), *h = x, *mid = NULL;
+    for (int t = 0; t < 40; t++) {
+        h = tg_tanh(tape, tg_scale(tape, h, 0.9));
+        if (t == 19) mid = h;
+    }
+    tg_tensor *L = tg_sum(tape, h);
+    cr_assert_eq(tg_retain_grad(tape, mid), TG_OK);
+    int64_t forward = tg_tape_memory(tape);
+    cr_assert_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    int64_t used = tg_tape_memory(tape) - forward;
+    cr_expect(used <= 5 * block, "backward took %lld bytes, %.1f blocks of 8 KiB", (long long)used,
+              (double)used / (double)block);
+    /* the retained gradient is dL/dmid: the gradient of the last 20 steps run from a copy of mid */
+    tg_tensor *y = tg_param_new(TG_F64, 2, TT_SHAPE(32, 32));
+    memcpy(tg_tensor_data(y), tg_tensor_data(mid), (size_t)block);
+    double *want = tg_tensor_grad(y), *got = tg_tensor_grad(mid);
+    tg_tape *other = tg_tape_new();
+    h = y;
+    for (int t = 20; t < 40; t++) h = tg_tanh(other, tg_scale(other, h, 0.9));
+    cr_assert_eq(tg_backward(other, tg_sum(other, h), NULL), TG_OK);
+    for (int i = 0; i < 32 * 32; i++) cr_expect_eq(got[i], want[i], "dL/dmid[%d]", i);
+    tg_tape_free(tape), tg_tape_free(other);
+    tg_tensor_free(x), tg_tensor_free(y);
+}
+
+/* A layer's private intermediates go back to the tape once consumed, unless backward needs them. */
+Test(tape, release_frees_only_what_backward_does_not_need) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 4, 8, 8), *leaf = TT_RAND(TG_F64, 0, 5, 8, 8);
+    tg_tensor *saved_out = tg_tanh(tape, x);                /* tanh saves its output */
+    tg_tensor *y = tg_add(tape, x, x), *z = tg_mul(tape, y, x); /* mul saves y */
+    tg_tensor *constant = tg_add(tape, leaf, leaf);         /* never recorded */
+    tg_tensor *free_me = tg_add(tape, x, x);                /* recorded, saved by no one */
+    void *block = tg_tensor_data(free_me);
+    tg__tape_release(tape, saved_out), tg__tape_release(tape, y), tg__tape_release(tape, constant);
+    tg__tape_release(tape, free_me);
+    cr_expect(tg_tensor_data(saved_out) && tg_tensor_data(y) && tg_tensor_data(constant));
+    cr_expect_null(free_me->data);
+    /* the block serves the next output of its size */
+    tg_tensor *next = tg_add(tape, saved_out, z);
+    cr_expect_eq(tg_tensor_data(next), block);
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, next), NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(leaf);
+}
+
 Test(tape, bad_backward_arguments) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *p = TT_RAND(TG_F64, 1, 1, 2, 3);
