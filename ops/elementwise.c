@@ -199,25 +199,32 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
         });                                                                                        \
         return TG_OK;                                                                              \
     }
+/* One loop of a unary backward: ASSIGN is = (a fresh buffer) or +=, X and Y what x and y read. An input
+   or output that no node saved may have been handed back to the tape (tg__tape_release, data NULL):
+   the op never reads what it does not save, and the loops never load it. */
+#define UNARY_LOOP(EXPR, ASSIGN, X, Y)                                                             \
+    for (int64_t i = 0; i < gout->numel; i++) {                                                    \
+        const T g = pg[i], x = (X), y = (Y);                                                       \
+        (void)x, (void)y;                                                                          \
+        gx[i] ASSIGN(EXPR);                                                                        \
+    }
 #define UNARY_BACKWARD(op, EXPR)                                                                   \
     static tg_status op##_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) { \
         TG__DISPATCH(gout->dtype, {                                                                \
             const T *pg = gout->data, *px = node->in[0]->data, *py = node->out->data;              \
             const T a = (T)node->args.f[0];                                                        \
             T *gx = grads[0];                                                                      \
-            (void)px, (void)py, (void)a;                                                           \
-            if (tg__fresh(node, 0))                                                                \
-                for (int64_t i = 0; i < gout->numel; i++) {                                        \
-                    const T g = pg[i], x = px[i], y = py[i];                                       \
-                    (void)x, (void)y;                                                              \
-                    gx[i] = (EXPR);                                                                \
-                }                                                                                  \
-            else                                                                                   \
-                for (int64_t i = 0; i < gout->numel; i++) {                                        \
-                    const T g = pg[i], x = px[i], y = py[i];                                       \
-                    (void)x, (void)y;                                                              \
-                    gx[i] += (EXPR);                                                               \
-                }                                                                                  \
+            (void)a;                                                                               \
+            int fresh = tg__fresh(node, 0);                                                        \
+            if (px && py) {                                                                        \
+                if (fresh) UNARY_LOOP(EXPR, =, px[i], py[i]) else UNARY_LOOP(EXPR, +=, px[i], py[i]) \
+            } else if (py) {                                                                       \
+                if (fresh) UNARY_LOOP(EXPR, =, 0, py[i]) else UNARY_LOOP(EXPR, +=, 0, py[i])       \
+            } else if (px) {                                                                       \
+                if (fresh) UNARY_LOOP(EXPR, =, px[i], 0) else UNARY_LOOP(EXPR, +=, px[i], 0)       \
+            } else {                                                                               \
+                if (fresh) UNARY_LOOP(EXPR, =, 0, 0) else UNARY_LOOP(EXPR, +=, 0, 0)               \
+            }                                                                                      \
         });                                                                                        \
         return TG_OK;                                                                              \
     }
