@@ -49,6 +49,7 @@ typedef struct tg__fingerprint {
 } fingerprint;
 
 typedef struct {
+    const tg_tensor *t; /* fp->t, kept here so that a probe reads one line */
     fingerprint *fp;
     uint64_t gen; /* the slot is empty unless this is the tape's gen: a reset empties the table in O(1) */
 } fp_slot;
@@ -343,7 +344,7 @@ static uint64_t fp_hash(const tg_tensor *t) {
 static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
     uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
     size_t mask = tape->n_slots - 1, i = (size_t)(h >> 32) & mask;
-    while (tape->fp_slots[i].gen == tape->gen && tape->fp_slots[i].fp->t != t) i = (i + 1) & mask;
+    while (tape->fp_slots[i].gen == tape->gen && tape->fp_slots[i].t != t) i = (i + 1) & mask;
     return i;
 }
 
@@ -357,7 +358,7 @@ static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t no
         size_t n_old = tape->n_slots;
         tape->fp_slots = slots, tape->n_slots = n;
         for (size_t i = 0; i < n_old; i++)
-            if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].fp->t)] = old[i];
+            if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].t)] = old[i];
         tg__free(old);
     }
     size_t i = slot_of(tape, t);
@@ -370,7 +371,7 @@ static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t no
     tape->fp_left--;
     *f = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
     tape->n_hashed++;
-    tape->fp_slots[i] = (fp_slot){f, tape->gen};
+    tape->fp_slots[i] = (fp_slot){t, f, tape->gen};
     tape->n_fp++;
     return f;
 }
@@ -414,8 +415,9 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
             return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
 
     tg__node *node = &tape->nodes[tape->n_nodes];
-    *node = (tg__node){.op = op, .args = *args, .in = ins, .n_in = n_in, .out = out, .saved = saved, .fp = fp,
-                       .n_saved = n_saved};
+    /* field by field: a compound literal zeroes the whole node first, a quarter of recording an op */
+    node->op = op, node->args = *args, node->in = ins, node->n_in = n_in, node->out = out;
+    node->saved = saved, node->fp = fp, node->n_saved = n_saved, node->fresh = NULL;
     out->flags |= TG__NEEDS;
     out->node = tape->n_nodes++;
     return out;
