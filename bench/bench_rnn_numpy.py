@@ -166,7 +166,9 @@ def bench_workload(name, dtype, min_reps, budget_s):
     tracemalloc.stop()
     times = []
     start = time.perf_counter()
-    while len(times) < 400 and (len(times) < min_reps or time.perf_counter() - start < budget_s):
+    # at least 3 steps; min_reps unless they would take over 10 s
+    while len(times) < 400 and (len(times) < 3 or (len(times) < min_reps and time.perf_counter() - start < 10)
+                                or time.perf_counter() - start < budget_s):
         step(layer, xs, dhs, times)
     med = [float(np.median([t[j] for t in times])) for j in range(3)]
     return (N, T, D, H), med, (peak - base) / 2**20

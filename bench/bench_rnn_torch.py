@@ -42,7 +42,9 @@ def problem(N, T, D, H, dtype=torch.float32, seed=42):
 def median_ms(fn, min_reps, budget_s):
     fn(), fn()
     times, start = [], time.perf_counter()
-    while len(times) < 400 and (len(times) < min_reps or time.perf_counter() - start < budget_s):
+    # at least 3 steps; min_reps unless they would take over 10 s (a loaded machine's 2-thread torch)
+    while len(times) < 400 and (len(times) < 3 or (len(times) < min_reps and time.perf_counter() - start < 10)
+                                or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)

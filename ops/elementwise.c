@@ -184,7 +184,7 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
 }
 
 /* The loop of every unary forward (y[i] = EXPR of x = px[i], and a = args->f[0]) and backward
-   (gx[i] += EXPR of g = pg[i], x, y = py[i] and a; = into a fresh buffer). */
+   (gx[i] += EXPR of g = pg[i], X = px[i], Y = py[i] and a; = into a fresh buffer). */
 #define UNARY_FORWARD(op, EXPR)                                                                    \
     static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
         (void)n, (void)args;                                                                       \
@@ -199,35 +199,31 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
         });                                                                                        \
         return TG_OK;                                                                              \
     }
-/* One loop of a unary backward: ASSIGN is = (a fresh buffer) or +=, X and Y what x and y read. An input
-   or output that no node saved may have been handed back to the tape (tg__tape_release, data NULL):
-   the op never reads what it does not save, and the loops never load it. */
-#define UNARY_LOOP(EXPR, ASSIGN, X, Y)                                                             \
-    for (int64_t i = 0; i < gout->numel; i++) {                                                    \
-        const T g = pg[i], x = (X), y = (Y);                                                       \
-        (void)x, (void)y;                                                                          \
-        gx[i] ASSIGN(EXPR);                                                                        \
-    }
 #define UNARY_BACKWARD(op, EXPR)                                                                   \
     static tg_status op##_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) { \
         TG__DISPATCH(gout->dtype, {                                                                \
             const T *pg = gout->data, *px = node->in[0]->data, *py = node->out->data;              \
             const T a = (T)node->args.f[0];                                                        \
             T *gx = grads[0];                                                                      \
-            (void)a;                                                                               \
-            int fresh = tg__fresh(node, 0);                                                        \
-            if (px && py) {                                                                        \
-                if (fresh) UNARY_LOOP(EXPR, =, px[i], py[i]) else UNARY_LOOP(EXPR, +=, px[i], py[i]) \
-            } else if (py) {                                                                       \
-                if (fresh) UNARY_LOOP(EXPR, =, 0, py[i]) else UNARY_LOOP(EXPR, +=, 0, py[i])       \
-            } else if (px) {                                                                       \
-                if (fresh) UNARY_LOOP(EXPR, =, px[i], 0) else UNARY_LOOP(EXPR, +=, px[i], 0)       \
-            } else {                                                                               \
-                if (fresh) UNARY_LOOP(EXPR, =, 0, 0) else UNARY_LOOP(EXPR, +=, 0, 0)               \
-            }                                                                                      \
+            (void)px, (void)py, (void)a;                                                           \
+            if (tg__fresh(node, 0))                                                                \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i];                                                             \
+                    gx[i] = (EXPR);                                                                \
+                }                                                                                  \
+            else                                                                                   \
+                for (int64_t i = 0; i < gout->numel; i++) {                                        \
+                    const T g = pg[i];                                                             \
+                    gx[i] += (EXPR);                                                               \
+                }                                                                                  \
         });                                                                                        \
         return TG_OK;                                                                              \
     }
+/* In a backward's EXPR, X and Y read the input and output only where it uses them: an op reads only what
+   it saved, and a tensor no node saved may have given its data back (tg__tape_release). */
+#define X (px[i])
+#define Y (py[i])
+
 /* A forward through vmath.c's vector loops (SLEEF, 1 ulp) instead of libm's scalar calls. */
 #define VMATH_FORWARD(op, FN)                                                                      \
     static tg_status op##_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) { \
@@ -243,7 +239,7 @@ static tg_status same_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
 
 /* tanh: dx += dy (1 - y^2), from the saved output rather than recomputing tanh. */
 VMATH_FORWARD(tanh, TG__VTANH)
-UNARY_BACKWARD(tanh, g * (1 - y * y))
+UNARY_BACKWARD(tanh, g * (1 - Y * Y))
 UNARY_OP(tanh, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_tanh, &x, 1, &(tg__args){0}); }
 
@@ -268,24 +264,24 @@ tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, double c) {
 }
 
 VMATH_FORWARD(exp, TG__VEXP)
-UNARY_BACKWARD(exp, g * y)
+UNARY_BACKWARD(exp, g * Y)
 UNARY_OP(exp, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_exp, &x, 1, &(tg__args){0}); }
 
 VMATH_FORWARD(log, TG__VLOG)
-UNARY_BACKWARD(log, g / x)
+UNARY_BACKWARD(log, g / X)
 UNARY_OP(log, TG__SAVE_INPUTS, NULL)
 tg_tensor *tg_log(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_log, &x, 1, &(tg__args){0}); }
 
 UNARY_FORWARD(sqrt, sqrt(x))
-UNARY_BACKWARD(sqrt, g / (2 * y))
+UNARY_BACKWARD(sqrt, g / (2 * Y))
 UNARY_OP(sqrt, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_sqrt, &x, 1, &(tg__args){0}); }
 
 /* sigmoid: stable for any x (vmath.c says how); for large |x| the result rounds to exactly 0 or 1 and
    y (1 - y) to 0. */
 VMATH_FORWARD(sigmoid, TG__VSIGMOID)
-UNARY_BACKWARD(sigmoid, g * y * (1 - y))
+UNARY_BACKWARD(sigmoid, g * Y * (1 - Y))
 UNARY_OP(sigmoid, TG__SAVE_OUTPUT, NULL)
 tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) {
     return tg__apply(tape, &tg__op_sigmoid, &x, 1, &(tg__args){0});
@@ -293,6 +289,6 @@ tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) {
 
 /* relu: a NaN passes through (as NumPy's maximum and PyTorch's relu) rather than hiding as 0. */
 UNARY_FORWARD(relu, x > 0 || isnan(x) ? x : 0)
-UNARY_BACKWARD(relu, x > 0 ? g : 0)
+UNARY_BACKWARD(relu, X > 0 ? g : 0)
 UNARY_OP(relu, TG__SAVE_INPUTS, NULL)
 tg_tensor *tg_relu(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &tg__op_relu, &x, 1, &(tg__args){0}); }

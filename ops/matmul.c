@@ -25,11 +25,29 @@ static int user_chose_threads(void) {
     return c;
 }
 
+/* Below this many multiply-adds a GEMM is three loops here: a BLAS call costs more than the arithmetic
+   (a gradient check's tiny matrices, run thousands of times). */
+#define GEMM_TINY 512
+
 /* C = op(A) op(B) + beta C, row-major, in either dtype. BLAS wants leading dims >= 1 even for empty
    matrices. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (m == 0 || n == 0) return;
+    if (m * n * k <= GEMM_TINY) {
+        TG__DISPATCH(dt, {
+            const T *a = A, *b = B;
+            T *c = C;
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    T sum = 0;
+                    for (int64_t l = 0; l < k; l++)
+                        sum += a[ta ? l * lda + i : i * lda + l] * b[tb ? j * ldb + l : l * ldb + j];
+                    c[i * ldc + j] = beta == 0 ? sum : (T)beta * c[i * ldc + j] + sum; /* beta 0 reads nothing */
+                }
+        });
+        return;
+    }
     int threads = (double)m * (double)n * (double)k < GEMM_THREADS_MIN && !user_chose_threads()
                       ? openblas_get_num_threads() : 1;
     if (threads > 1) openblas_set_num_threads(1);

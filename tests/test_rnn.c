@@ -1092,6 +1092,23 @@ Test(rnn_alloc, reference_fails_cleanly) {
     err_free(&e);
 }
 
+/* Wh is saved by all T matmuls and hashed once: a write to it after the forward is still caught, and so is
+   one to xs (saved by the projection), each blamed on the first node that saved it. */
+Test(rnn_time, a_weight_written_after_forward_is_caught_once_hashed) {
+    for (int which = 0; which < 2; which++) {
+        rnn_case k;
+        case_make(&k, TG_F64, 3, 6, 2, 4, 0, 23);
+        tg_tape *tape = tg_tape_new();
+        tg_tensor *hs = f_time_rnn(tape, k.in, &k.ctx);
+        cr_assert(hs, "%s", tg_last_error());
+        ((double *)tg_tensor_data(k.in[which ? 0 : 2]))[1] += 1e-12;
+        cr_expect_eq(tg_backward(tape, tg_sum(tape, hs), NULL), TG_EMODIFIED);
+        tt_expect_error(TG_EMODIFIED, which ? "that linear (node 0) saved" : "that matmul (node 1) saved");
+        tg_tape_free(tape);
+        case_free(&k);
+    }
+}
+
 /* What a TimeRNN step keeps: P and hs (N,T,H) and the T h's (backward needs nothing else of the forward),
    then in backward the seed's gradient (N,T,H), which P's gradient reuses, and the h's: about 4.4 blocks of
    (N,T,H) with the nodes' lists. Without releasing each step's three intermediates it is 3 blocks more;
