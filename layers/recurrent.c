@@ -18,6 +18,14 @@ int tg__null_arg(const char *fn, const char *name, const void *p) {
 
 int tg__tensor_arg(const char *fn, const char *name, const tg_tensor *t) { return tg__arg(fn, name, t) != TG_OK; }
 
+int tg__weights_bad_dtype(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
+    tg_dtype dt = tg_tensor_dtype(Wx);
+    if (tg_tensor_dtype(Wh) == dt && tg_tensor_dtype(b) == dt) return 0;
+    tg__fail(TG_EDTYPE, "%s: Wx is %s, Wh %s and b %s: want one dtype", fn, tg__dtype_name(dt),
+             tg__dtype_name(tg_tensor_dtype(Wh)), tg__dtype_name(tg_tensor_dtype(b)));
+    return 1;
+}
+
 int tg__same_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
     if (tg_tensor_ndim(t) != ndim) return 0;
     for (int i = 0; i < ndim; i++)
@@ -50,13 +58,7 @@ int tg__gated_bad_params(const char *fn, int G, const tg_tensor *Wx, const tg_te
                  shape_of(Wh, s2), G, (long long)H);
         return 1;
     }
-    tg_dtype dt = tg_tensor_dtype(Wx);
-    if (tg_tensor_dtype(Wh) != dt || tg_tensor_dtype(b) != dt) {
-        tg__fail(TG_EDTYPE, "%s: Wx is %s, Wh %s and b %s: want one dtype", fn, tg__dtype_name(dt),
-                 tg__dtype_name(tg_tensor_dtype(Wh)), tg__dtype_name(tg_tensor_dtype(b)));
-        return 1;
-    }
-    return 0;
+    return tg__weights_bad_dtype(fn, Wx, Wh, b);
 }
 
 int tg__cell_bad_inputs(const char *fn, tg_tensor *x, tg_tensor *const *st, const char *const *names, int n,

@@ -62,13 +62,7 @@ int tg__rnn_bad_params(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh,
                  tg__shape_str(2, tg_tensor_shape(Wx), s2), (long long)H);
         return 1;
     }
-    tg_dtype dt = tg_tensor_dtype(Wx);
-    if (tg_tensor_dtype(Wh) != dt || tg_tensor_dtype(b) != dt) {
-        tg__fail(TG_EDTYPE, "%s: Wx is %s, Wh %s and b %s: want one dtype", fn, tg__dtype_name(dt),
-                 tg__dtype_name(tg_tensor_dtype(Wh)), tg__dtype_name(tg_tensor_dtype(b)));
-        return 1;
-    }
-    return 0;
+    return tg__weights_bad_dtype(fn, Wx, Wh, b);
 }
 
 /* ---- the cell -------------------------------------------------------------------------------- */
