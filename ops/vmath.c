@@ -35,16 +35,18 @@ int tg__vmath_isa(void) {
 /* The tail of every vector loop, and everything on a processor without AVX2: SLEEF's scalar u10 code
    (glibc's tanh is off by up to 2.2 ulp). */
 static void scalar(tg__vfn f, int f64, const void *x, void *y, int64_t from, int64_t n) {
+    /* Calls, not function pointers: sleef.h's prototypes return a const-qualified type for some
+       compilers (clang), which makes a plain pointer type incompatible. */
     if (f64) {
         const double *px = x;
         double *py = y;
-        double (*fn)(double) = f == TG__VTANH ? Sleef_tanh_u10 : f == TG__VEXP ? Sleef_exp_u10 : Sleef_log_u10;
-        for (int64_t i = from; i < n; i++) py[i] = fn(px[i]);
+        for (int64_t i = from; i < n; i++)
+            py[i] = f == TG__VTANH ? Sleef_tanh_u10(px[i]) : f == TG__VEXP ? Sleef_exp_u10(px[i]) : Sleef_log_u10(px[i]);
     } else {
         const float *px = x;
         float *py = y;
-        float (*fn)(float) = f == TG__VTANH ? Sleef_tanhf_u10 : f == TG__VEXP ? Sleef_expf_u10 : Sleef_logf_u10;
-        for (int64_t i = from; i < n; i++) py[i] = fn(px[i]);
+        for (int64_t i = from; i < n; i++)
+            py[i] = f == TG__VTANH ? Sleef_tanhf_u10(px[i]) : f == TG__VEXP ? Sleef_expf_u10(px[i]) : Sleef_logf_u10(px[i]);
     }
 }
 
