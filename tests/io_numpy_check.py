@@ -18,34 +18,16 @@ import subprocess
 import sys
 import tempfile
 
-passed = failed = 0
+from checks import Checks
 
-
-def check(name, fn):
-    """Runs fn, which returns None when fine or a reason; an exception is a failure too."""
-    global passed, failed
-    try:
-        why = fn()
-    except Exception as e:  # a crash in a check is that check's failure, not the script's end
-        why = f"{type(e).__name__}: {e}"
-    if why is None:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {why}")
-
-
-def finish():
-    print(f"io_numpy: {passed} passed, {failed} failed")
-    sys.exit(1 if failed or not passed else 0)
+checks = Checks("io_numpy")
+check, finish = checks.check, checks.finish
 
 
 try:
     import numpy as np
 except ImportError as e:
-    print(f"FAIL import numpy: {e} (run with an interpreter that has NumPy: apt-get install python3-numpy)")
-    failed += 1
+    checks.result("import numpy", f"{e} (run with an interpreter that has NumPy: apt-get install python3-numpy)")
     finish()
 
 

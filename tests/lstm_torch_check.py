@@ -17,29 +17,17 @@ PyTorch's, after mapping the book's weights onto PyTorch's:
   with any Whh. A last check shows nn.GRU differs from the book's GRU for a full Whh, which is why.
 
 The last line is "lstm_torch: P passed, F failed"; the exit status is non-zero on any failure. Without
-torch it says so and exits 77, which meson reports as a skip (PyTorch is not in the README's packages).
+torch it says so and exits 77, which meson reports as a skip (the README's test command installs python3-torch).
 """
 import os
 import subprocess
 import sys
 import tempfile
 
-passed = failed = 0
+from checks import Checks
 
-
-def check(name, fn):
-    """Runs fn, which returns None when fine or a reason; an exception is a failure too."""
-    global passed, failed
-    try:
-        why = fn()
-    except Exception as e:  # a crash in a check is that check's failure, not the script's end
-        why = f"{type(e).__name__}: {e}"
-    if why is None:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {why}")
+checks = Checks("lstm_torch")
+check = checks.check
 
 
 try:
@@ -192,5 +180,4 @@ for seed, (N, T, D, H, dt, state) in enumerate([(1, 1, 3, 2, f64, False), (3, 5,
     check(f"TimeGRU vs nn.GRU (diagonal Whh), {label}", lambda: gru_diagonal_case(seed, N, T, D, H, dt, state))
     check(f"TimeGRU vs the book's GRU in torch, {label}", lambda: gru_book_case(seed, N, T, D, H, dt, state))
 check("nn.GRU is not the book's GRU for a full Whh", gru_full_whh_differs)
-print(f"lstm_torch: {passed} passed, {failed} failed")
-sys.exit(1 if failed or not passed else 0)
+checks.finish()

@@ -15,20 +15,16 @@ import subprocess
 import sys
 import tempfile
 
-passed = failed = 0
+from checks import Checks
 
-
-def finish():
-    print(f"ops_numpy: {passed} passed, {failed} failed")
-    sys.exit(1 if failed or not passed else 0)
+checks = Checks("ops_numpy")
 
 
 try:
     import numpy as np
 except ImportError as e:
-    print(f"FAIL import numpy: {e} (run with an interpreter that has NumPy: apt-get install python3-numpy)")
-    failed += 1
-    finish()
+    checks.result("import numpy", f"{e} (run with an interpreter that has NumPy: apt-get install python3-numpy)")
+    checks.finish()
 
 # ---- tg_rng in Python ----
 M64 = (1 << 64) - 1
@@ -263,23 +259,16 @@ def run_case(tool, d, name, op, xs, args, dtype):
 
 
 def main():
-    global passed, failed
     tool = sys.argv[1]
     d = tempfile.mkdtemp(prefix="tg_ops_numpy_")
     try:
         for name, op, xs, args in cases():
             for dtype in ("<f8", "<f4"):
                 why = run_case(tool, d, name, op, xs, args, dtype)
-                label = f"{name} ({'f64' if dtype == '<f8' else 'f32'})"
-                if why is None:
-                    passed += 1
-                    print(f"ok   {label}")
-                else:
-                    failed += 1
-                    print(f"FAIL {label}: {why}")
+                checks.result(f"{name} ({'f64' if dtype == '<f8' else 'f32'})", why)
     finally:
         shutil.rmtree(d)
-    finish()
+    checks.finish()
 
 
 if __name__ == "__main__":

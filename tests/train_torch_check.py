@@ -14,6 +14,8 @@ import sys
 
 import torch
 
+from checks import Checks
+
 JOIN = {"W": 0, "b": 3, "u": 2}
 LEAVE = {"W": 1000, "b": 1000, "u": 5}
 STEPS = 12
@@ -88,19 +90,11 @@ def replay(vals, s):
 
 def main():
     tool = sys.argv[1]
-    passed = failed = 0
+    checks = Checks("train_torch")
     print(f"torch {torch.__version__}")
     for s in SETTINGS:
-        why = replay(run(tool, s), s)
-        name = " ".join(str(x) for x in s)
-        if why is None:
-            passed += 1
-            print(f"ok   {name}")
-        else:
-            failed += 1
-            print(f"FAIL {name}: {why}")
-    print(f"train_torch: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+        checks.result(" ".join(str(x) for x in s), replay(run(tool, s), s))
+    checks.finish()
 
 
 if __name__ == "__main__":
