@@ -76,8 +76,9 @@ enum { SPARE_CLASSES = 48 };
 
 /* A saved tensor's fingerprint, one per tensor per recording however many nodes save it: a weight saved by
    the T matmuls of an RNN is hashed when first saved and checked once in backward, not T times each way.
-   The table that finds it by address is the tape's (a leaf may be saved by several threads' tapes). */
-typedef struct tg__fingerprint {
+   An output finds its fingerprint through its header (t->fp); a leaf, which several threads' tapes may
+   save at once, through the tape's table, which then holds only the few leaves a recording saves. */
+typedef struct {
     const tg_tensor *t;
     uint64_t hash;
     int64_t node; /* the first node that saved it, which messages name */
@@ -85,20 +86,20 @@ typedef struct tg__fingerprint {
 } fingerprint;
 
 typedef struct {
-    const tg_tensor *t; /* fp->t, kept here so that a probe reads one line */
-    fingerprint *fp;
+    const tg_tensor *t;
+    uint32_t fp;  /* 1 + the fingerprint's index */
     uint64_t gen; /* the slot is empty unless this is the tape's gen: a reset empties the table in O(1) */
 } fp_slot;
 
 struct tg_tape {
     chunk *chunks;          /* newest first; allocation takes from the head */
-    fp_slot *fp_slots;      /* open addressing, a power of two long, kept across resets */
-    size_t n_slots, n_fp;   /* n_fp: this recording's fingerprints */
-    fingerprint *fp_free;   /* fingerprints are carved from the arena FP_BATCH at a time */
+    fp_slot *fp_slots;      /* saved leaves: open addressing, a power of two long, kept across resets */
+    size_t n_slots, n_leaves; /* n_leaves: this recording's leaves in the table */
+    fingerprint *fps;       /* this recording's fingerprints, kept across resets */
+    uint32_t n_fp, cap_fp;
     struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
     void *scratch;          /* tg__node_backward's proof that a backward adds */
     size_t scratch_size;
-    int fp_left;
     int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
     tg__node *nodes;
@@ -108,6 +109,7 @@ struct tg_tape {
     int grad_enabled; /* 0: ops compute and record nothing (tg_tape_set_grad_enabled) */
     uint64_t gen;  /* bumped by every reset */
     int done;      /* backward has run on this recording */
+    int64_t n_retained; /* outputs of this recording tg_retain_grad marked */
     size_t redzone; /* poisoned bytes after each block: REDZONE under ASan or valgrind, else 0 */
 };
 
@@ -122,7 +124,7 @@ static size_t block_bytes(const tg_tensor *t) { return ((size_t)t->numel * tg__d
 /* A spare block of exactly `bytes` (a multiple of 64) for `size` bytes of data, or NULL. Under the
    sanitizers a spare is poisoned but for its list header, and handed out unpoisoned for `size` bytes
    only: a kernel writing past its output in a reused block is caught as in a fresh one. */
-static void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
+static inline void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
     for (spare **p = &tape->spares[spare_class(bytes)]; bytes && *p; p = &(*p)->next)
         if ((*p)->size == bytes) {
             spare *s = *p;
@@ -196,10 +198,10 @@ void tg_tape_reset(tg_tape *tape) {
         tape->chunks->used = 0;
     }
     tape->n_nodes = 0;
-    tape->n_fp = tape->n_hashed = 0;
-    tape->fp_left = 0;
+    tape->n_fp = 0, tape->n_leaves = 0, tape->n_hashed = 0;
     memset(tape->spares, 0, sizeof tape->spares);
     tape->done = 0;
+    tape->n_retained = 0;
     tape->gen++;
     header_pool *pool = &tape->headers[tape->gen & 1];
     pool->cur = NULL;
@@ -217,6 +219,7 @@ void tg_tape_free(tg_tape *tape) {
         }
     tg__free(tape->nodes);
     tg__free(tape->fp_slots);
+    tg__free(tape->fps);
     tg__free(tape->scratch);
     tg__free(tape);
 }
@@ -258,23 +261,35 @@ int64_t tg_tape_memory(const tg_tape *tape) {
     return bytes;
 }
 
-void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
+/* A new chunk for a block of step bytes, which the head chunk cannot hold. */
+static char *arena_grow(tg_tape *tape, size_t step) {
+    /* Doubling keeps the chunks few (log of the recording's size), but only as a preference: when
+       memory is short, the doubled chunk may not fit where the block itself still does. */
+    chunk *c = tape->chunks;
+    size_t need = step > MIN_CHUNK ? step : MIN_CHUNK, want = c && 2 * c->size > need ? 2 * c->size : need;
+    chunk *n = new_chunk(want, c);
+    if (!n && want > need) n = new_chunk(need, c);
+    if (!n) return NULL;
+    tape->chunks = n;
+    n->used = step;
+    return n->base;
+}
+
+/* Every op takes one or two blocks: the common case stays inline. */
+static inline void *arena_take(tg_tape *tape, size_t size) {
     /* Rounding keeps every block 64-byte aligned (chunk bases are); the redzone follows the rounding. */
     size_t step = ((size + 63) & ~(size_t)63) + tape->redzone;
     chunk *c = tape->chunks;
-    if (!c || c->size - c->used < step) {
-        /* Doubling keeps the chunks few (log of the recording's size), but only as a preference: when
-           memory is short, the doubled chunk may not fit where the block itself still does. */
-        size_t need = step > MIN_CHUNK ? step : MIN_CHUNK, want = c && 2 * c->size > need ? 2 * c->size : need;
-        chunk *n = new_chunk(want, c);
-        if (!n && want > need) n = new_chunk(need, c);
-        if (!n) return NULL;
-        tape->chunks = c = n;
-    }
-    char *p = c->base + c->used;
-    c->used += step;
+    char *p;
+    if (c && c->size - c->used >= step) p = c->base + c->used, c->used += step;
+    else if (!(p = arena_grow(tape, step))) return NULL;
     unpoison(p, size);
-    if (zero) memset(p, 0, size);
+    return p;
+}
+
+void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
+    void *p = arena_take(tape, size);
+    if (p && zero) memset(p, 0, size);
     return p;
 }
 
@@ -297,13 +312,18 @@ static tg_tensor *new_header(tg_tape *tape) {
 
 tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
                        int zero) {
-    int64_t numel;
-    if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
+    /* Positive dims below 2^20 while the count is below 2^40 keep it below 2^60, where nothing overflows:
+       those skip tg__numel's checks, the rest take them. */
+    int64_t numel = 1;
+    int plain = ndim >= 0 && ndim <= TG_MAX_DIMS;
+    for (int i = 0; i < ndim && plain; i++)
+        if ((plain = shape[i] > 0 && shape[i] < (1 << 20) && numel < ((int64_t)1 << 40))) numel *= shape[i];
+    if (!plain && tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
     tg_tensor *t = new_header(tape);
     size_t bytes = (size_t)numel * tg__dsize(dtype);
     void *data = t ? spare_take(tape, (bytes + 63) & ~(size_t)63, bytes) : NULL;
+    if (t && !data) data = arena_take(tape, bytes);
     if (data && zero) memset(data, 0, bytes);
-    if (t && !data) data = tg__arena_alloc(tape, bytes, zero);
     if (!data) {
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
@@ -337,31 +357,34 @@ static const char *input_name(const char *const *names, int i, char *buf, size_t
 }
 
 /* None NULL (NULL keeps the first error), all from this tape's current recording; index inputs i64,
-   value inputs f32 or f64 and all of one dtype. Returns 0 when fine. */
-static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n) {
+   value inputs f32 or f64 and all of one dtype. Returns 0 when fine, and in *needs whether any input
+   needs a gradient. */
+static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, int *needs) {
     char nb[32], nb0[32];
+#define NAME(i) input_name(op->names, i, (i) == first ? nb0 : nb, sizeof nb) /* messages only: every op passes here */
     int first = -1; /* the first value input: the dtype the others must share */
     for (int i = 0; i < n; i++)
-        if (!in[i]) return tg__null(fn, input_name(op->names, i, nb, sizeof nb)), 1;
+        if (!in[i]) return tg__null(fn, NAME(i)), 1;
     if (!tape) return tg__null(fn, "tape"), 1;
+    *needs = 0;
     for (int i = 0; i < n; i++) {
-        const char *name = input_name(op->names, i, nb, sizeof nb);
+        const tg_tensor *t = in[i];
         int index = i < 32 && ((op->index_inputs >> i) & 1u);
-        if (in[i]->tape && in[i]->tape != tape)
-            return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, name), 1;
-        if (tg__stale(fn, name, in[i])) return 1;
-        if (index && in[i]->dtype != TG_I64)
-            return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, name, tg__dtype_name(in[i]->dtype)), 1;
+        *needs |= (t->flags & TG__NEEDS) != 0;
+        if (t->tape && t->tape != tape) return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, NAME(i)), 1;
+        if (t->tape && t->gen != tape->gen) return tg__stale(fn, NAME(i), t);
+        if (index && t->dtype != TG_I64)
+            return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, NAME(i), tg__dtype_name(t->dtype)), 1;
         if (index) continue;
-        if (in[i]->dtype == TG_I64)
-            return tg__fail(TG_EDTYPE, "%s: %s is i64 (indices); this op takes f32 or f64 values", fn, name), 1;
+        if (t->dtype == TG_I64)
+            return tg__fail(TG_EDTYPE, "%s: %s is i64 (indices); this op takes f32 or f64 values", fn, NAME(i)), 1;
         if (first < 0) first = i;
-        else if (in[i]->dtype != in[first]->dtype)
-            return tg__fail(TG_EDTYPE, "%s: dtypes differ: %s is %s, %s is %s (no promotion)", fn,
-                            input_name(op->names, first, nb0, sizeof nb0), tg__dtype_name(in[first]->dtype),
-                            name, tg__dtype_name(in[i]->dtype)), 1;
+        else if (t->dtype != in[first]->dtype)
+            return tg__fail(TG_EDTYPE, "%s: dtypes differ: %s is %s, %s is %s (no promotion)", fn, NAME(first),
+                            tg__dtype_name(in[first]->dtype), NAME(i), tg__dtype_name(t->dtype)), 1;
     }
     return 0;
+#undef NAME
 }
 
 static void describe_inputs(tg_tensor *const *in, int n, char *buf, size_t size) {
@@ -395,12 +418,23 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
              (long long)tape->n_nodes, shapes);
 }
 
-enum { FP_BATCH = 16 };
-
 /* A tensor's header cannot change, only its data: the fingerprint is of the bytes, one XXH3 call, vectorized
-   where the processor allows (the same value whichever instruction set computes it). */
+   where the processor allows (the same value whichever instruction set computes it). A scalar (a loss, a
+   step's scale) is its own fingerprint: its bits, exact, and cheaper than XXH3's short-input path. */
 static uint64_t fp_hash(const tg_tensor *t) {
     size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+    /* fixed-size loads: a memcpy of `bytes` into a zeroed word stalls on the store that zeroed it */
+    if (bytes == 0) return 0;
+    if (bytes == sizeof(float)) {
+        uint32_t bits;
+        memcpy(&bits, t->data, sizeof bits);
+        return bits;
+    }
+    if (bytes == sizeof(double)) {
+        uint64_t bits;
+        memcpy(&bits, t->data, sizeof bits);
+        return bits;
+    }
 #if defined(__x86_64__)
     if (tg__vmath_isa() >= TG__ISA_AVX2) return tg__xxh3_avx(t->data, bytes);
 #endif
@@ -414,32 +448,40 @@ static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
     return i;
 }
 
-/* t's fingerprint in this recording, made (and t hashed) when node is the first to save it. NULL on
-   TG_ENOMEM. The table doubles when half full; a warm loop finds it large enough and mallocs nothing. */
-static fingerprint *fingerprint_of(tg_tape *tape, const tg_tensor *t, int64_t node) {
-    if (2 * (tape->n_fp + 1) > tape->n_slots) {
-        size_t n = tape->n_slots ? 2 * tape->n_slots : 64;
-        fp_slot *slots = tg__calloc(n * sizeof *slots), *old = tape->fp_slots;
-        if (!slots) return NULL;
-        size_t n_old = tape->n_slots;
-        tape->fp_slots = slots, tape->n_slots = n;
-        for (size_t i = 0; i < n_old; i++)
-            if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].t)] = old[i];
-        tg__free(old);
+/* 1 + the index of t's fingerprint in this recording, made (and t hashed) when node is the first to save
+   it; 0 on TG_ENOMEM. The array and the table double when needed; a warm loop finds them large enough
+   and mallocs nothing. */
+static uint32_t fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node) {
+    fp_slot *slot = NULL;
+    if (t->tape == tape) { /* an output of this recording (tg__apply checked its gen) */
+        if (t->fp) return t->fp;
+    } else {
+        if (2 * (tape->n_leaves + 1) > tape->n_slots) {
+            size_t n = tape->n_slots ? 2 * tape->n_slots : 64;
+            fp_slot *slots = tg__calloc(n * sizeof *slots), *old = tape->fp_slots;
+            if (!slots) return 0;
+            size_t n_old = tape->n_slots;
+            tape->fp_slots = slots, tape->n_slots = n;
+            for (size_t i = 0; i < n_old; i++)
+                if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].t)] = old[i];
+            tg__free(old);
+        }
+        slot = &tape->fp_slots[slot_of(tape, t)];
+        if (slot->gen == tape->gen) return slot->fp;
     }
-    size_t i = slot_of(tape, t);
-    if (tape->fp_slots[i].gen == tape->gen) return tape->fp_slots[i].fp;
-    if (!tape->fp_left) {
-        if (!(tape->fp_free = tg__arena_alloc(tape, FP_BATCH * sizeof *tape->fp_free, 0))) return NULL;
-        tape->fp_left = FP_BATCH;
+    if (tape->n_fp == tape->cap_fp) {
+        uint32_t cap = tape->cap_fp ? 2 * tape->cap_fp : 256;
+        fingerprint *fps = cap > tape->cap_fp ? tg__malloc((size_t)cap * sizeof *fps) : NULL;
+        if (!fps) return 0;
+        if (tape->n_fp) memcpy(fps, tape->fps, (size_t)tape->n_fp * sizeof *fps);
+        tg__free(tape->fps);
+        tape->fps = fps, tape->cap_fp = cap;
     }
-    fingerprint *f = tape->fp_free++;
-    tape->fp_left--;
-    *f = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
+    tape->fps[tape->n_fp++] = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
     tape->n_hashed++;
-    tape->fp_slots[i] = (fp_slot){t, f, tape->gen};
-    tape->n_fp++;
-    return f;
+    if (slot) *slot = (fp_slot){t, tape->n_fp, tape->gen}, tape->n_leaves++;
+    else t->fp = tape->n_fp;
+    return tape->n_fp;
 }
 
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
@@ -456,29 +498,26 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
         tape->cap_nodes = cap;
     }
     tg__save save = op->save;
-    int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
-    int n_saved = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
-    if (with_in && !op->unsaved) n_saved += n_in;
-    else
-        for (int i = 0; i < n_in && with_in; i++) n_saved += !(i < 32 && ((op->unsaved >> i) & 1u));
+    int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL, with_out = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
+    unsigned unsaved = op->unsaved & (n_in < 32 ? (1u << n_in) - 1 : ~0u);
+    int n_saved = with_out + (with_in ? n_in - __builtin_popcount(unsaved) : 0);
     int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
     /* inputs, saved tensors and their fingerprints in one block */
     tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins + (check ? (size_t)n_saved *
-                                      sizeof(fingerprint *) : 0), 0);
+                                      sizeof(uint32_t) : 0), 0);
     if (!ins) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
-    fingerprint **fp = check ? (fingerprint **)(ins + n_in + n_saved) : NULL;
-    memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_tensor **saved = ins + n_in;
-    if (with_in && !op->unsaved) memcpy(saved, in, (size_t)n_in * sizeof *saved);
-    else
-        for (int i = 0, j = 0; i < n_in && with_in; i++)
-            if (!(i < 32 && ((op->unsaved >> i) & 1u))) saved[j++] = in[i];
-    if (save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL) saved[n_saved - 1] = out;
-    for (int i = 0; i < n_saved; i++) /* tg__tape_release leaves these alone; leaves it never takes */
-        if (saved[i]->tape) saved[i]->flags |= TG__SAVED;
-    for (int i = 0; check && i < n_saved; i++)
-        if (!(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
+    uint32_t *fp = check ? (uint32_t *)(saved + n_saved) : NULL;
+    for (int i = 0, j = 0; i < n_in; i++) {
+        ins[i] = in[i];
+        if (with_in && !(i < 32 && ((unsaved >> i) & 1u))) saved[j++] = in[i];
+    }
+    if (with_out) saved[n_saved - 1] = out;
+    for (int i = 0; i < n_saved; i++) {
+        if (saved[i]->tape) saved[i]->flags |= TG__SAVED; /* tg__tape_release leaves these alone */
+        if (check && !(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
             return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
+    }
 
     tg__node *node = &tape->nodes[tape->n_nodes];
     /* field by field: a compound literal zeroes the whole node first, a quarter of recording an op */
@@ -491,7 +530,8 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
 
 tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args_in) {
     const char *fn = args_in->def ? args_in->def->name : op->fn;
-    if (check_inputs(fn, tape, op, in, n)) return NULL;
+    int needs;
+    if (check_inputs(fn, tape, op, in, n, &needs)) return NULL;
     tg__args args = *args_in;
     int ndim = 0;
     int64_t shape[TG_MAX_DIMS] = {0};
@@ -502,8 +542,6 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
     if (!out || op->forward(in, n, &args, out)) return NULL;
     if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
         return fail_nonfinite(fn, tape, op, in, n), NULL;
-    int needs = 0;
-    for (int i = 0; i < n; i++) needs |= (in[i]->flags & TG__NEEDS) != 0;
     /* A function of constants is a constant, and with gradients off everything is: nothing to record. */
     if (!needs || !tape->grad_enabled || (op->flags & TG__CONSTANT)) return out;
     return record(fn, tape, op, out, in, n, &args);
@@ -688,12 +726,12 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
     return st;
 }
 
-static tg_status run_node(tg_tape *tape, int64_t k) {
-    tg__node *node = &tape->nodes[k];
-    const char *name = tg__node_name(node);
+/* TG_CHECK_SAVED: the tensors node saved hold what they held when it was recorded. Each is hashed once per
+   backward, by the first (latest) node that reaches it. */
+static tg_status check_saved(tg_tape *tape, const tg__node *node) {
     char sb[TG__SHAPE_STR];
-    for (int i = 0; node->fp && i < node->n_saved; i++) {
-        fingerprint *f = node->fp[i];
+    for (int i = 0; i < node->n_saved; i++) {
+        fingerprint *f = &tape->fps[node->fp[i] - 1];
         if (f->checked) continue;
         tape->n_hashed++;
         if (fp_hash(f->t) != f->hash)
@@ -702,14 +740,21 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
                             tg__node_name(&tape->nodes[f->node]), (long long)f->node);
         f->checked = 1;
     }
+    return TG_OK;
+}
+
+static tg_status run_node(tg_tape *tape, int64_t k) {
+    tg__node *node = &tape->nodes[k];
+    tg_status st = node->fp ? check_saved(tape, node) : TG_OK;
+    if (st) return st;
     /* A TG__FILLS op gets new buffers unzeroed, but not while proving that backwards add, nor for a test's
        planted backward, nor twice in one node (x * x: the second use adds to the first). */
     int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
-    void *few[8 + 8 / sizeof(void *)]; /* most nodes have few inputs: no arena block for their list */
+    void *few[8]; /* most nodes have few inputs: no arena block for their lists */
+    unsigned char few_fresh[8] = {0}, *fresh = few_fresh;
     void **grads = node->n_in <= 8 ? few : tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
-    if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
-    unsigned char *fresh = (unsigned char *)(grads + (node->n_in <= 8 ? 8 : node->n_in));
-    memset(fresh, 0, (size_t)node->n_in);
+    if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, tg__node_name(node));
+    if (node->n_in > 8) fresh = memset(grads + node->n_in, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
         tg_tensor *x = node->in[i];
         if (fills && x->grad && !(x->flags & TG__PARAM)) /* a parameter's buffer is never fresh */
@@ -720,14 +765,15 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
                 }
         grads[i] = grad_buffer(tape, x, !fills, &fresh[i]);
         if ((x->flags & TG__NEEDS) && !grads[i])
-            return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, name);
+            return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k,
+                            tg__node_name(node));
     }
     tg_tensor gout = *node->out;
     gout.data = node->out->grad;
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    tg_status st = tg__node_backward(tape, node, k, &gout, grads, tape->check_accumulate);
+    st = tg__node_backward(tape, node, k, &gout, grads, tape->check_accumulate);
     node->fresh = NULL;
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)
@@ -736,7 +782,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
                 char shapes[256];
                 describe_inputs(node->in, node->n_in, shapes, sizeof shapes);
                 return tg__fail(TG_ENONFINITE, "%s: non-finite gradient in backward at node %lld, for input %d "
-                                "(inputs %s)", name, (long long)k, i, shapes);
+                                "(inputs %s)", tg__node_name(node), (long long)k, i, shapes);
             }
     return TG_OK;
 }
@@ -747,11 +793,15 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
     /* Backward from a parameter itself touches no node: the recording stays usable. */
     if (out->tape) tape->done = 1;
     st = seed_grad(tape, out, grad_out);
-    for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--)
-        if (tape->nodes[k].out->grad && !(st = run_node(tape, k)) && !(tape->nodes[k].out->flags & TG__RETAIN))
-            give_spare(tape, tape->nodes[k].out);
-    /* Intermediate gradients die here unless retained; their memory goes with the next reset. */
-    for (int64_t k = 0; k < tape->n_nodes; k++) {
+    /* Node k's gradient is complete when k is reached (its consumers come later on the tape), and dies
+       once its backward has run, unless retained. */
+    for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--) {
+        tg_tensor *t = tape->nodes[k].out;
+        if (t->grad && !(st = run_node(tape, k)) && !(t->flags & TG__RETAIN)) give_spare(tape, t);
+    }
+    /* A failure leaves the gradients of the nodes not reached; a retained output that got no gradient gets
+       zeros. Both need a second walk, which the common case skips (it touches every header again). */
+    for (int64_t k = 0; (st || tape->n_retained) && k < tape->n_nodes; k++) {
         tg_tensor *t = tape->nodes[k].out;
         if (!(t->flags & TG__RETAIN)) t->grad = NULL;
         else if (!t->grad && !grad_buffer(tape, t, 1, NULL) && !st)
@@ -768,6 +818,7 @@ tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t) {
         return tg__fail(TG_EINVAL, "tg_retain_grad: t is not an output of this tape's current recording");
     if (!(t->flags & TG__NEEDS))
         return tg__fail(TG_EINVAL, "tg_retain_grad: t depends on no parameter, so it gets no gradient");
+    tape->n_retained += !(t->flags & TG__RETAIN);
     t->flags |= TG__RETAIN;
     return TG_OK;
 }

@@ -97,12 +97,17 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
 }
 
 void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data) {
-    memset(t, 0, sizeof *t);
+    /* field by field, unused dims zeroed: a memset of the header compiles to a slow `rep stos` */
     t->dtype = dtype;
     t->ndim = ndim;
-    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i]; /* a few dims: no memcpy call per op output */
+    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 0;
     t->numel = numel;
     t->data = data;
+    t->grad = NULL;
+    t->flags = 0;
+    t->fp = 0;
+    t->tape = NULL;
+    t->gen = 0;
     t->node = -1;
 }
 

@@ -25,6 +25,8 @@ struct tg_tensor {
     void *data;
     void *grad;
     unsigned flags;
+    uint32_t fp;    /* an output saved for backward: 1 + the index of its fingerprint in the tape's
+                       recording, found without the tape's table of saved leaves; 0: none yet */
     tg_tape *tape;  /* the tape that made it; NULL for leaves */
     uint64_t gen;   /* the tape's recording it belongs to (tape->gen at creation) */
     int64_t node;   /* index of the node that made it, -1 when none */
@@ -34,11 +36,11 @@ typedef struct tg__node tg__node;
 
 /* A node's small arguments: everything its forward needs besides its inputs, so that the tape can
    rerun any recorded node on other inputs, and print it. The shape rule may normalise them (a
-   negative axis becomes its positive twin) before forward and backward see them. */
+   negative axis becomes its positive twin) before forward and backward see them. 64 bytes: every op
+   copies them twice, and a copy any larger becomes a slow `rep movs`. */
 typedef struct {
-    int64_t i[4];          /* axes, bounds, indices, counts, flags */
+    int64_t i[4];          /* axes, bounds, indices, counts, flags; dropout: its mask's stream's seed */
     double f[2];           /* scale factors, constants, probabilities */
-    tg_rng rng;            /* dropout: the stream its mask is drawn from, as it was at the call */
     const tg_op_def *def;  /* custom ops: the user's table entry and context */
     void *user;
 } tg__args;
@@ -82,7 +84,8 @@ struct tg__node {
     int n_in;
     tg_tensor *out;
     tg_tensor **saved;
-    struct tg__fingerprint **fp; /* per saved tensor (shared by every node saving it); NULL: not checked */
+    const uint32_t *fp;          /* per saved tensor, 1 + its fingerprint's index in the tape (shared by every
+                                    node saving it); NULL: not checked */
     int n_saved;
     const unsigned char *fresh;  /* during backward, TG__FILLS ops only: fresh[i] set when grads[i] holds
                                     nothing yet (not even zeros); NULL otherwise */
@@ -99,6 +102,8 @@ extern const tg__op tg__op_custom;
 /* The shared path of every op: see tg__op. in[0..n) may hold NULLs (the first error is kept).
    NULL on failure. */
 tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args);
+/* The shape rule of an op whose output has its first input's shape (unary elementwise ops, dropout, detach). */
+tg_status tg__shape_of_first(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape);
 /* A node's name: the custom op's, else the built-in's. */
 const char *tg__node_name(const tg__node *node);
 /* A negative axis counts from the end, as NumPy's: axis in [-ndim, ndim) becomes [0, ndim) in *axis.

@@ -237,13 +237,14 @@ tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *targets
                      &(tg__args){.i = {ignore_index}});
 }
 
-/* ---- dropout: args.f[0] p, args.rng the stream its mask is drawn from ---- */
+/* ---- dropout: args.f[0] p, args.i[0] the seed of the stream its mask is drawn from ---- */
 
-/* Forward and backward draw the same mask from the node's copy of args.rng, so nothing is stored;
+/* Forward and backward draw the same mask from the stream seeded by args.i[0], so nothing is stored;
    p = 0 (evaluation too) draws nothing. */
 #define DROPOUT_LOOP(args, numel, KEEP)                                                            \
     do {                                                                                           \
-        tg_rng r_ = (args)->rng;                                                                   \
+        tg_rng r_;                                                                                 \
+        tg_rng_seed(&r_, (uint64_t)(args)->i[0]);                                                  \
         const double p_ = (args)->f[0];                                                            \
         const T scale = (T)(1.0 / (1.0 - p_));                                                     \
         for (int64_t i = 0; i < (numel); i++) {                                                    \
@@ -271,15 +272,8 @@ static tg_status dropout_backward(const tg__node *node, const tg_tensor *gout, v
     return TG_OK;
 }
 
-static tg_status dropout_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
-                               int64_t *shape) {
-    (void)fn, (void)n, (void)args;
-    *ndim = in[0]->ndim;
-    memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
-    return TG_OK;
-}
 const tg__op tg__op_dropout = {.name = "dropout", .fn = "tg_dropout", .names = names_x, .farg = {"p"},
-                               .shape = dropout_shape, .forward = dropout_forward, .backward = dropout_backward};
+                               .shape = tg__shape_of_first, .forward = dropout_forward, .backward = dropout_backward};
 
 /* One draw of the caller's rng seeds the node's stream: the caller's advances by one whatever x's size. */
 tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, double p, tg_rng *rng) {
@@ -287,7 +281,6 @@ tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, double p, tg_rng *rng) {
         tg__fail(TG_EINVAL, "tg_dropout: p is %g; want 0 <= p < 1", p);
         return NULL;
     }
-    tg__args args = {.f = {rng ? p : 0}};
-    if (rng) tg_rng_seed(&args.rng, tg_rng_next(rng));
-    return tg__apply(tape, &tg__op_dropout, &x, 1, &args);
+    uint64_t seed = rng ? tg_rng_next(rng) : 0;
+    return tg__apply(tape, &tg__op_dropout, &x, 1, &(tg__args){.i = {(int64_t)seed}, .f = {rng ? p : 0}});
 }

@@ -333,15 +333,9 @@ tg_tensor *tg_reshape(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *shap
     return tg__apply(tape, &tg__op_reshape, &x, 1, &(tg__args){.i = {ndim}, .user = (void *)shape});
 }
 
-static tg_status detach_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape) {
-    (void)fn, (void)n, (void)args;
-    *ndim = in[0]->ndim;
-    memcpy(shape, in[0]->shape, (size_t)in[0]->ndim * sizeof *shape);
-    return TG_OK;
-}
 /* Never recorded (TG__CONSTANT): its output's TG__NEEDS stays clear, so backward stops there. Not in
    the op table, as it has no backward to check. */
 static const tg__op op_detach = {.name = "detach", .fn = "tg_detach", .names = names_x, .flags = TG__CONSTANT,
-                                 .shape = detach_shape, .forward = copy_forward};
+                                 .shape = tg__shape_of_first, .forward = copy_forward};
 
 tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &op_detach, &x, 1, &(tg__args){0}); }
