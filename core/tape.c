@@ -9,8 +9,9 @@
 /* Redzones. Every arena block is one slice of a big malloc, so a write one past a block's end lands in
    the next block, where neither AddressSanitizer nor valgrind can see it. Instrumented runs leave a
    poisoned gap after each block and poison what is not handed out (the rest of a chunk, and every
-   chunk after a reset, so a kept output's data reads as poisoned too). The valgrind requests cost a
-   few instructions outside valgrind, so they are compiled in whenever the header exists. */
+   chunk after a reset, so a kept output's data reads as poisoned too). The valgrind requests are compiled
+   in whenever the header exists; the blocks every op takes mark themselves only when the tape has
+   redzones (under either tool), as a request costs some twenty instructions even outside valgrind. */
 #if defined(__SANITIZE_ADDRESS__)
 #define TG__ASAN 1
 #elif defined(__has_feature)
@@ -129,8 +130,7 @@ static inline void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
         if ((*p)->size == bytes) {
             spare *s = *p;
             *p = s->next;
-            poison(s, bytes);
-            unpoison(s, size);
+            if (tape->redzone) poison(s, bytes), unpoison(s, size);
             return s;
         }
     return NULL;
@@ -139,12 +139,12 @@ static inline void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
 /* Blocks too small for the list header are not reused: they cost nothing to leave. */
 static void spare_put(tg_tape *tape, void *block, size_t bytes) {
     if (bytes < sizeof(spare)) return;
-    unpoison(block, sizeof(spare));
+    if (tape->redzone) unpoison(block, sizeof(spare));
     spare *s = block;
     s->size = bytes;
     s->next = tape->spares[spare_class(bytes)];
     tape->spares[spare_class(bytes)] = s;
-    poison((char *)block + sizeof(spare), bytes - sizeof(spare));
+    if (tape->redzone) poison((char *)block + sizeof(spare), bytes - sizeof(spare));
 }
 
 enum { MIN_CHUNK = 1 << 20, CHUNK_HEAD = 64, REDZONE = 64 };
@@ -283,7 +283,7 @@ static inline void *arena_take(tg_tape *tape, size_t size) {
     char *p;
     if (c && c->size - c->used >= step) p = c->base + c->used, c->used += step;
     else if (!(p = arena_grow(tape, step))) return NULL;
-    unpoison(p, size);
+    if (tape->redzone) unpoison(p, size);
     return p;
 }
 
@@ -310,8 +310,10 @@ static tg_tensor *new_header(tg_tape *tape) {
     return &pool->cur->t[pool->used++];
 }
 
-tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t *shape,
-                       int zero) {
+/* A new output of the tape: data from a spare block or the arena (zeroed when zero is set). NULL on
+   TG_ENOMEM. */
+static tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t shape[TG_MAX_DIMS],
+                          int zero) {
     /* Positive dims below 2^20 while the count is below 2^40 keep it below 2^60, where nothing overflows:
        those skip tg__numel's checks, the rest take them. */
     int64_t numel = 1;
@@ -328,9 +330,12 @@ tg_tensor *tg__new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, 
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
     }
-    tg__tensor_init(t, dtype, ndim, shape, numel, data);
-    t->tape = tape;
-    t->gen = tape->gen;
+    /* tg__tensor_init's fields, field by field (a compound literal is a `rep stos`), with the dims copied
+       whole: shape holds TG_MAX_DIMS, zero past ndim (see tg__op), and a fixed-size copy is four moves where
+       tg__tensor_init's masked loop is forty instructions */
+    t->dtype = dtype, t->ndim = ndim, t->numel = numel, t->data = data, t->grad = NULL, t->flags = 0, t->fp = 0;
+    t->tape = tape, t->gen = tape->gen, t->node = -1;
+    memcpy(t->shape, shape, sizeof t->shape);
     return t;
 }
 
@@ -497,22 +502,23 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
         tape->nodes = nodes;
         tape->cap_nodes = cap;
     }
+    /* One block: the inputs, then the output when saved, then (only when some input is not saved) the saved
+       list, then the fingerprints. Saving every input makes the saved list the block itself. */
     tg__save save = op->save;
     int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL, with_out = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
-    unsigned unsaved = op->unsaved & (n_in < 32 ? (1u << n_in) - 1 : ~0u);
-    int n_saved = with_out + (with_in ? n_in - __builtin_popcount(unsaved) : 0);
+    unsigned unsaved = with_in ? op->unsaved & (n_in < 32 ? (1u << n_in) - 1 : ~0u) : 0;
+    int n_saved = with_out + (with_in ? n_in : 0);
+    for (unsigned u = unsaved; u; u &= u - 1) n_saved--; /* no popcount instruction in a generic build */
     int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
-    /* inputs, saved tensors and their fingerprints in one block */
-    tg_tensor **ins = tg__arena_alloc(tape, (size_t)(n_in + n_saved) * sizeof *ins + (check ? (size_t)n_saved *
-                                      sizeof(uint32_t) : 0), 0);
+    size_t n_ptr = (size_t)n_in + (size_t)with_out + (unsaved ? (size_t)n_saved : 0);
+    tg_tensor **ins = arena_take(tape, n_ptr * sizeof *ins + (check ? (size_t)n_saved * sizeof(uint32_t) : 0));
     if (!ins) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
-    tg_tensor **saved = ins + n_in;
-    uint32_t *fp = check ? (uint32_t *)(saved + n_saved) : NULL;
-    for (int i = 0, j = 0; i < n_in; i++) {
-        ins[i] = in[i];
-        if (with_in && !(i < 32 && ((unsaved >> i) & 1u))) saved[j++] = in[i];
-    }
-    if (with_out) saved[n_saved - 1] = out;
+    for (int i = 0; i < n_in; i++) ins[i] = in[i];
+    if (with_out) ins[n_in] = out;
+    tg_tensor **saved = unsaved ? ins + n_in + with_out : with_in ? ins : ins + n_in;
+    for (int i = 0, j = 0; unsaved && i <= n_in; i++)
+        if (i == n_in ? with_out : !(i < 32 && ((unsaved >> i) & 1u))) saved[j++] = ins[i];
+    uint32_t *fp = check ? (uint32_t *)(ins + n_ptr) : NULL;
     for (int i = 0; i < n_saved; i++) {
         if (saved[i]->tape) saved[i]->flags |= TG__SAVED; /* tg__tape_release leaves these alone */
         if (check && !(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
@@ -538,7 +544,7 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
     if (op->shape(fn, in, n, &args, &ndim, shape)) return NULL;
     int v = 0; /* the output has the first value input's dtype */
     while (v < n - 1 && v < 32 && ((op->index_inputs >> v) & 1u)) v++;
-    tg_tensor *out = tg__new_out(fn, tape, in[v]->dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
+    tg_tensor *out = new_out(fn, tape, in[v]->dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
     if (!out || op->forward(in, n, &args, out)) return NULL;
     if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
         return fail_nonfinite(fn, tape, op, in, n), NULL;
@@ -562,11 +568,8 @@ static void *grad_buffer(tg_tape *tape, tg_tensor *t, int zero, unsigned char *f
     if (t->flags & TG__PARAM) t->flags |= TG__GRADDED;
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
-        if ((t->grad = spare_take(tape, block_bytes(t), bytes))) {
-            if (zero) memset(t->grad, 0, bytes);
-        } else {
-            t->grad = tg__arena_alloc(tape, bytes, zero);
-        }
+        if (!(t->grad = spare_take(tape, block_bytes(t), bytes))) t->grad = arena_take(tape, bytes);
+        if (t->grad && zero) memset(t->grad, 0, bytes);
 #ifndef NDEBUG
         if (t->grad && !zero) memset(t->grad, 0xff, bytes);
 #endif
@@ -752,7 +755,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
     void *few[8]; /* most nodes have few inputs: no arena block for their lists */
     unsigned char few_fresh[8] = {0}, *fresh = few_fresh;
-    void **grads = node->n_in <= 8 ? few : tg__arena_alloc(tape, (size_t)node->n_in * (sizeof *grads + 1), 0);
+    void **grads = node->n_in <= 8 ? few : arena_take(tape, (size_t)node->n_in * (sizeof *grads + 1));
     if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, tg__node_name(node));
     if (node->n_in > 8) fresh = memset(grads + node->n_in, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
@@ -773,7 +776,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    st = tg__node_backward(tape, node, k, &gout, grads, tape->check_accumulate);
+    st = tape->check_accumulate ? tg__node_backward(tape, node, k, &gout, grads, 1) : call_backward(node, &gout, grads);
     node->fresh = NULL;
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)

@@ -96,21 +96,6 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
     return TG_OK;
 }
 
-void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data) {
-    /* field by field, unused dims zeroed: a memset of the header compiles to a slow `rep stos` */
-    t->dtype = dtype;
-    t->ndim = ndim;
-    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 0;
-    t->numel = numel;
-    t->data = data;
-    t->grad = NULL;
-    t->flags = 0;
-    t->fp = 0;
-    t->tape = NULL;
-    t->gen = 0;
-    t->node = -1;
-}
-
 static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int param) {
     int64_t numel;
     if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;

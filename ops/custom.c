@@ -21,6 +21,7 @@ static tg_status custom_shape(const char *fn, tg_tensor *const *in, int n, tg__a
     if (st) return callback_failed(fn, "shape", st, fails);
     if (*ndim < 0 || *ndim > TG_MAX_DIMS)
         return tg__fail(TG_ESHAPE, "%s: shape gave rank %d, outside 0..%d", fn, *ndim, TG_MAX_DIMS);
+    for (int d = *ndim; d < TG_MAX_DIMS; d++) shape[d] = 0; /* the callback may have used them as scratch */
     return TG_OK;
 }
 

@@ -57,8 +57,10 @@ static int bcast_init(bcast *bc, const tg_tensor *a, const tg_tensor *b) {
         }                                                                                          \
     } while (0)
 
-/* Operands of one shape (h Wh + x Wx, the common case) skip the multi-index: a flat loop with oa = ob = i. */
-static int same_dims(const tg_tensor *a, const tg_tensor *b) {
+/* Operands of one shape (h Wh + x Wx, the common case) skip the multi-index: a flat loop with oa = ob = i.
+   Once the shapes broadcast, operands as large as the output differ from it in leading 1s only, which lay
+   the elements out alike: forward and backward tell the flat case by counts alone. */
+static inline int same_dims(const tg_tensor *a, const tg_tensor *b) {
     if (a->ndim != b->ndim) return 0;
     for (int d = 0; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d]) return 0;
@@ -98,10 +100,10 @@ static tg_status bcast_shape(const char *fn, tg_tensor *const *in, int n, tg__ar
    outside the loops, so each op's inner loop is its own. */
 enum { ADD, SUB, MUL, DIV };
 
-static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
+static inline tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
     const tg_tensor *a = in[0], *b = in[1];
     bcast bc;
-    int flat = same_dims(a, b);
+    int flat = a->numel == y->numel && b->numel == y->numel;
     if (!flat) bcast_init(&bc, a, b);
     bc.n = y->numel;
     TG__DISPATCH(a->dtype, {
@@ -118,15 +120,16 @@ static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
 /* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. A fresh gradient of an
    operand as large as the output is assigned (each of its elements meets one output element); a
    broadcast one sums several, so it is zeroed first. */
-static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
+static inline tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
-    int flat = same_dims(a, b);
+    int flat = a->numel == gout->numel && b->numel == gout->numel;
     if (!flat) bcast_init(&bc, a, b);
     bc.n = gout->numel;
-    int set_a = tg__fresh(node, 0) && a->numel == gout->numel, set_b = tg__fresh(node, 1) && b->numel == gout->numel;
-    if (grads[0] && tg__fresh(node, 0) && !set_a) memset(grads[0], 0, (size_t)a->numel * tg__dsize(a->dtype));
-    if (grads[1] && tg__fresh(node, 1) && !set_b) memset(grads[1], 0, (size_t)b->numel * tg__dsize(b->dtype));
+    int fresh_a = tg__fresh(node, 0), fresh_b = tg__fresh(node, 1);
+    int set_a = fresh_a && a->numel == gout->numel, set_b = fresh_b && b->numel == gout->numel;
+    if (grads[0] && fresh_a && !set_a) memset(grads[0], 0, (size_t)a->numel * tg__dsize(a->dtype));
+    if (grads[1] && fresh_b && !set_b) memset(grads[1], 0, (size_t)b->numel * tg__dsize(b->dtype));
     TG__DISPATCH(a->dtype, {
         const T *g = gout->data, *pa = a->data, *pb = b->data, *py = node->out->data;
         T *ga = grads[0], *gb = grads[1];

@@ -61,7 +61,7 @@ static tg_status axis_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
     *ndim = x->ndim - !args->i[1];
     memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
     if (args->i[1]) shape[axis] = 1;
-    else memmove(shape + axis, shape + axis + 1, (size_t)(x->ndim - axis - 1) * sizeof *shape);
+    else memmove(shape + axis, shape + axis + 1, (size_t)(x->ndim - axis - 1) * sizeof *shape), shape[*ndim] = 0;
     return TG_OK;
 }
 
