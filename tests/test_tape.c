@@ -105,6 +105,27 @@ Test(tape, tensors_of_another_tape_are_refused) {
     tg_tensor_free(p);
 }
 
+/* A scalar is its own fingerprint (its bits, no hash): a changed leaf or output of either dtype is still
+   caught, and so is a change of sign alone (-0.0 for 0.0, bits the arithmetic calls equal). */
+Test(tape, a_modified_saved_scalar_fails_backward) {
+    for (int f64 = 0; f64 < 2; f64++)
+        for (int output = 0; output < 2; output++)
+            for (int zero = 0; zero < 2; zero++) {
+                tg_dtype dt = f64 ? TG_F64 : TG_F32;
+                tg_tape *tape = tg_tape_new();
+                tg_tensor *w = tg_param_new(dt, 1, (int64_t[]){1}), *x = tg_param_new(dt, 0, NULL);
+                tg_tensor_set(w, 0, zero ? 0.0 : 0.75), tg_tensor_set(x, 0, 2.0);
+                tg_tensor *s = output ? tg_scale(tape, w, 1.0) : w; /* an output of the tape, or the leaf */
+                tg_tensor *L = tg_sum(tape, tg_mul(tape, x, s));
+                cr_assert(L, "%s", tg_last_error());
+                tg_tensor_set(s, 0, zero ? -0.0 : 0.5);
+                cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED, "f64 %d output %d zero %d", f64, output, zero);
+                tt_expect_error(TG_EMODIFIED, "tensor of shape (1,) that mul (node");
+                tg_tape_free(tape);
+                tg_tensor_free(w), tg_tensor_free(x);
+            }
+}
+
 Test(tape, a_modified_saved_tensor_fails_backward) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
