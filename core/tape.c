@@ -330,9 +330,8 @@ static tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndi
         tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
         return NULL;
     }
-    /* tg__tensor_init's fields, field by field (a compound literal is a `rep stos`), with the dims copied
-       whole: shape holds TG_MAX_DIMS, zero past ndim (see tg__op), and a fixed-size copy is four moves where
-       tg__tensor_init's masked loop is forty instructions */
+    /* field by field (a compound literal is a `rep stos`, slow at this size), the dims copied whole: shape
+       holds TG_MAX_DIMS, zero past ndim (see tg__op), and a fixed-size copy is four moves */
     t->dtype = dtype, t->ndim = ndim, t->numel = numel, t->data = data, t->grad = NULL, t->flags = 0, t->fp = 0;
     t->tape = tape, t->gen = tape->gen, t->node = -1;
     memcpy(t->shape, shape, sizeof t->shape);
@@ -376,7 +375,8 @@ static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tens
         const tg_tensor *t = in[i];
         int index = i < 32 && ((op->index_inputs >> i) & 1u);
         *needs |= (t->flags & TG__NEEDS) != 0;
-        if (t->tape && t->tape != tape) return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, NAME(i)), 1;
+        if (t->tape && t->tape != tape)
+            return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, NAME(i)), 1;
         if (t->tape && t->gen != tape->gen) return tg__stale(fn, NAME(i), t);
         if (index && t->dtype != TG_I64)
             return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, NAME(i), tg__dtype_name(t->dtype)), 1;
@@ -505,7 +505,8 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     /* One block: the inputs, then the output when saved, then (only when some input is not saved) the saved
        list, then the fingerprints. Saving every input makes the saved list the block itself. */
     tg__save save = op->save;
-    int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL, with_out = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
+    int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
+    int with_out = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
     unsigned unsaved = with_in ? op->unsaved & (n_in < 32 ? (1u << n_in) - 1 : ~0u) : 0;
     int n_saved = with_out + (with_in ? n_in : 0);
     for (unsigned u = unsaved; u; u &= u - 1) n_saved--; /* no popcount instruction in a generic build */
@@ -756,7 +757,8 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     void *few[8]; /* most nodes have few inputs: no arena block for their lists */
     unsigned char few_fresh[8] = {0}, *fresh = few_fresh;
     void **grads = node->n_in <= 8 ? few : arena_take(tape, (size_t)node->n_in * (sizeof *grads + 1));
-    if (!grads) return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, tg__node_name(node));
+    if (!grads)
+        return tg__fail(TG_ENOMEM, "tg_backward: out of memory at node %lld (%s)", (long long)k, tg__node_name(node));
     if (node->n_in > 8) fresh = memset(grads + node->n_in, 0, (size_t)node->n_in);
     for (int i = 0; i < node->n_in; i++) {
         tg_tensor *x = node->in[i];

@@ -96,6 +96,12 @@ tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *sha
     return TG_OK;
 }
 
+/* A leaf's header: no gradient, no flags, no tape, no node; the dims past ndim zero. */
+static void leaf_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data) {
+    *t = (tg_tensor){.dtype = dtype, .ndim = ndim, .numel = numel, .data = data, .node = -1};
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+}
+
 static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int param) {
     int64_t numel;
     if (tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
@@ -109,7 +115,7 @@ static tg_tensor *new_leaf(const char *fn, tg_dtype dtype, int ndim, const int64
         tg__fail(TG_ENOMEM, "%s: out of memory for %lld elements", fn, (long long)numel);
         return NULL;
     }
-    tg__tensor_init(t, dtype, ndim, shape, numel, data);
+    leaf_init(t, dtype, ndim, shape, numel, data);
     t->grad = grad;
     t->flags = TG__OWNED | (param ? TG__PARAM | TG__NEEDS : 0);
     return t;

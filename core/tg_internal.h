@@ -58,8 +58,9 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
    it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs
      check inputs -> shape -> new output -> forward -> record.
    shape validates the inputs' shapes (and index values) and writes the output's rank and dims into an
-   array of TG_MAX_DIMS zeros, leaving those past the rank zero; its failures name fn. forward writes every element of out (zeroed first with TG__ZERO_OUT). backward
-   adds the vector-Jacobian product of gout into grads[i] for each i whose grads[i] is not NULL, and
+   array of TG_MAX_DIMS zeros, leaving those past the rank zero; its failures name fn. forward writes
+   every element of out (zeroed first with TG__ZERO_OUT). backward adds the vector-Jacobian product of
+   gout into grads[i] for each i whose grads[i] is not NULL, and
    allocates no gradient temporaries; with TG__FILLS it assigns instead where tg__fresh(node, i), as the
    buffer's first contribution (a GEMM with beta = 0), and that must write every element of it. */
 typedef struct tg__op {
@@ -171,21 +172,6 @@ static inline int tg__is_float(tg_dtype dtype) { return dtype == TG_F32 || dtype
 /* numel of a shape into *numel; TG_ESHAPE for a negative dim, TG_ENOMEM when bytes overflow.
    fn names the caller in the message. */
 tg_status tg__numel(const char *fn, tg_dtype dtype, int ndim, const int64_t *shape, int64_t *numel);
-/* Fills a header: no gradient, no flags, no tape, no node. Inline: every op output is one. */
-static inline void tg__tensor_init(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape, int64_t numel, void *data) {
-    /* field by field, unused dims zeroed: a memset of the header compiles to a slow `rep stos` */
-    t->dtype = dtype;
-    t->ndim = ndim;
-    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 0;
-    t->numel = numel;
-    t->data = data;
-    t->grad = NULL;
-    t->flags = 0;
-    t->fp = 0;
-    t->tape = NULL;
-    t->gen = 0;
-    t->node = -1;
-}
 int tg__nonfinite(const tg_tensor *t, const void *data);
 
 /* Runs the statements with T typedef'd to float or double, as dtype says: one body for both. */

@@ -236,7 +236,7 @@ tg_status tg__shape_of_first(const char *fn, tg_tensor *const *in, int n, tg__ar
     }
 #define UNARY_OP(op, SAVE, FARG)                                                                   \
     const tg__op tg__op_##op = {.name = #op, .fn = "tg_" #op, .names = names_x, .save = SAVE,      \
-                                .flags = TG__FILLS, .farg = {FARG}, .shape = tg__shape_of_first,            \
+                                .flags = TG__FILLS, .farg = {FARG}, .shape = tg__shape_of_first,   \
                                 .forward = op##_forward,                                           \
                                 .backward = op##_backward};
 

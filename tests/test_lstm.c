@@ -317,7 +317,8 @@ static double lit_sigmoid(double a) { return 1 / (1 + exp(-a)); }
 static void lit_lstm(const int blk[4], const tg_tensor *xs, const tg_tensor *Wx, const tg_tensor *Wh,
                      const tg_tensor *b, const tg_tensor *h0, const tg_tensor *c0, double *hs, double *cs) {
     int64_t N = tg_tensor_shape(xs)[0], T = tg_tensor_shape(xs)[1], H = tg_tensor_shape(Wh)[0];
-    double h[8][8] = {{0}}, c[8][8] = {{0}}, hn[8][8] = {{0}}, cn[8][8] = {{0}}; /* copied whole: rows past N stay defined */
+    /* copied whole below: the rows and columns past N and H stay defined */
+    double h[8][8] = {{0}}, c[8][8] = {{0}}, hn[8][8] = {{0}}, cn[8][8] = {{0}};
     cr_assert(N <= 8 && H <= 8);
     for (int64_t n = 0; n < N; n++)
         for (int64_t j = 0; j < H; j++) {
