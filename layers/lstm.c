@@ -80,11 +80,16 @@ tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tenso
         tg__tensor_arg(fn, "c_prev", c_prev) || tg__null_arg(fn, "c_next", c_next) ||
         tg__gated_bad_params(fn, 4, Wx, Wh, b) ||
         tg__cell_bad_inputs(fn, x, (tg_tensor *[]){h_prev, c_prev}, (const char *[]){"h_prev", "c_prev"}, 2, Wx,
-                            Wh))
+                            Wh) ||
+        tg__other_tape(fn, tape, (tg_tensor *[]){x, h_prev, c_prev, Wx, Wh, b},
+                       (const char *[]){"x", "h_prev", "c_prev", "Wx", "Wh", "b"}, 6))
         return NULL;
     tg_tensor *xWb = tg_linear(tape, x, Wx, b);
     tg_tensor *h = lstm_step(tape, xWb, h_prev, c_prev, Wh, tg_tensor_shape(Wh)[0], c_next);
-    if (!h) *c_next = NULL;
+    if (!h) {
+        *c_next = NULL;
+        tg__context("%s: ", fn); /* what is left to fail: memory, or a non-finite value */
+    }
     return h;
 }
 
@@ -101,12 +106,15 @@ tg_tensor *tg_gru_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
     static const char fn[] = "tg_gru_cell";
     if (tg__null_arg(fn, "tape", tape) || tg__tensor_arg(fn, "x", x) || tg__tensor_arg(fn, "h_prev", h_prev) ||
         tg__gated_bad_params(fn, 3, Wx, Wh, b) ||
-        tg__cell_bad_inputs(fn, x, &h_prev, (const char *[]){"h_prev"}, 1, Wx, Wh))
+        tg__cell_bad_inputs(fn, x, &h_prev, (const char *[]){"h_prev"}, 1, Wx, Wh) ||
+        tg__other_tape(fn, tape, (tg_tensor *[]){x, h_prev, Wx, Wh, b},
+                       (const char *[]){"x", "h_prev", "Wx", "Wh", "b"}, 5))
         return NULL;
     int64_t H = tg_tensor_shape(Wh)[0];
     tg_tensor *xWb = tg_linear(tape, x, Wx, b), *Wh_zr, *Whh;
-    if (!gru_split(tape, Wh, H, &Wh_zr, &Whh)) return NULL;
-    return gru_step(tape, xWb, h_prev, Wh_zr, Whh, H);
+    tg_tensor *h = gru_split(tape, Wh, H, &Wh_zr, &Whh) ? gru_step(tape, xWb, h_prev, Wh_zr, Whh, H) : NULL;
+    if (!h) tg__context("%s: ", fn); /* what is left to fail: memory, or a non-finite value */
+    return h;
 }
 
 /* ---- the Time layers ------------------------------------------------------------------------- */
@@ -132,7 +140,9 @@ static void gated_free(gated *g) {
 /* Both Time layers' forward, tape and g checked: the state's start, one linear for the input side of
    every step, the recurrent side per step, one stack. lstm says which step. */
 static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tensor *xs, int lstm) {
-    if (tg__tensor_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx)) return NULL;
+    if (tg__tensor_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx) ||
+        tg__other_tape(fn, tape, (tg_tensor *[]){xs, g->Wx, g->Wh, g->b}, (const char *[]){"xs", "Wx", "Wh", "b"}, 4))
+        return NULL;
     int64_t T = tg_tensor_shape(xs)[1], H = g->H;
     tg_tensor *s[TG__MAX_STATES]; /* h (and c): the initial state, then each step's */
     if (tg__rstate_begin(&g->st, fn, tape, xs, s)) return NULL;

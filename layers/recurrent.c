@@ -18,6 +18,15 @@ int tg__null_arg(const char *fn, const char *name, const void *p) {
 
 int tg__tensor_arg(const char *fn, const char *name, const tg_tensor *t) { return tg__arg(fn, name, t) != TG_OK; }
 
+int tg__other_tape(const char *fn, const tg_tape *tape, tg_tensor *const *t, const char *const *names, int n) {
+    for (int k = 0; k < n; k++)
+        if (t[k]->tape && t[k]->tape != tape) {
+            tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, names[k]);
+            return 1;
+        }
+    return 0;
+}
+
 int tg__weights_bad_dtype(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b) {
     tg_dtype dt = tg_tensor_dtype(Wx);
     if (tg_tensor_dtype(Wh) == dt && tg_tensor_dtype(b) == dt) return 0;

@@ -13,6 +13,10 @@ int tg__null_arg(const char *fn, const char *name, const void *p);
 /* A tensor argument: as tg__null_arg, and an output of a recording that tg_tape_reset ended refused
    with TG_ESTATE (tg__arg) before its data, which the next recording owns, is read. */
 int tg__tensor_arg(const char *fn, const char *name, const tg_tensor *t);
+/* 0 when none of the n tensors t[k] (named names[k], none NULL) was recorded on a tape other than
+   tape; else 1 with TG_EINVAL naming fn and the first such tensor. A layer checks this before its
+   first op, which would otherwise tell it in the op's words ("tg_add: b ..."). */
+int tg__other_tape(const char *fn, const tg_tape *tape, tg_tensor *const *t, const char *const *names, int n);
 /* 0 when Wx, Wh and b are of one dtype; else 1 with TG_EDTYPE naming the three. */
 int tg__weights_bad_dtype(const char *fn, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b);
 /* Whether t has exactly this shape. */

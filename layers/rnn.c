@@ -97,12 +97,17 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
                  tg__dtype_name(tg_tensor_dtype(Wx)));
         return NULL;
     }
+    if (tg__other_tape(fn, tape, (tg_tensor *[]){x, h_prev, Wx, Wh, b},
+                       (const char *[]){"x", "h_prev", "Wx", "Wh", "b"}, 5))
+        return NULL;
     /* The seed's order, t = h_prev @ Wh + x @ Wx + b, one statement each: C leaves the order of a
        call's arguments open, and the tape (and its printout) should read the same everywhere. */
     tg_tensor *hWh = tg_matmul(tape, h_prev, Wh);
     tg_tensor *xWx = tg_matmul(tape, x, Wx);
     tg_tensor *t = tg_add(tape, tg_add(tape, hWh, xWx), b);
-    return tg_tanh(tape, t);
+    tg_tensor *h = tg_tanh(tape, t);
+    if (!h) tg__context("%s: ", fn); /* what is left to fail: memory, or a non-finite value */
+    return h;
 }
 
 /* ---- TimeRNN --------------------------------------------------------------------------------- */
@@ -130,7 +135,9 @@ void tg_time_rnn_free(tg_time_rnn *layer) {
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_rnn_forward";
     if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__tensor_arg(fn, "xs", xs) ||
-        tg__xs_bad(fn, xs, layer->Wx))
+        tg__xs_bad(fn, xs, layer->Wx) ||
+        tg__other_tape(fn, tape, (tg_tensor *[]){xs, layer->Wx, layer->Wh, layer->b},
+                       (const char *[]){"xs", "Wx", "Wh", "b"}, 4))
         return NULL;
     int64_t T = tg_tensor_shape(xs)[1];
     tg_tensor *h; /* h0: zero, or zero + detach(state) */

@@ -32,7 +32,9 @@
  * Errors, as every op's: NULL (or a status) and the thread's error. A NULL argument is TG_EINVAL and
  * keeps an earlier failure's message (errors chain). Shapes are checked before any op runs, so the
  * message speaks the layer's letters ("tg_lstm_cell: h_prev is (3,2), want (N,H) = (4,2) from x (4,3)
- * and Wh (2,8)"); TG_EDTYPE when the tensors are not of one dtype; TG_ENOMEM; or any op's error.
+ * and Wh (2,8)"); TG_EINVAL for a tensor recorded on another tape ("tg_gru_cell: x was recorded on
+ * another tape"); TG_EDTYPE when the tensors are not of one dtype; TG_ENOMEM; or any op's error, told
+ * after the function's name ("tg_lstm_cell: tg_mul: out of memory ...").
  */
 #ifndef TG_LSTM_H
 #define TG_LSTM_H

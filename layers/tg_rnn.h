@@ -14,7 +14,8 @@
    matmul, matmul, add, add (b broadcast over rows), tanh. Errors as any op (NULL and the thread's
    error; a NULL input keeps an earlier failure's message), with shapes checked first so that the
    message speaks the RNN's letters: "tg_rnn_cell: x is (4,5) but Wx is (3,2): want x (N,D) with
-   D = 3". TG_EDTYPE when the five are not of one dtype; TG_ESTATE for an output of an ended recording.
+   D = 3". TG_EDTYPE when the five are not of one dtype; TG_ESTATE for an output of an ended recording;
+   TG_EINVAL for one recorded on another tape ("tg_rnn_cell: b was recorded on another tape").
    An op failing inside (out of memory) is told after the cell's name: "tg_rnn_cell: tg_tanh: ...". */
 tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev,
                        tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
@@ -47,7 +48,8 @@ void tg_time_rnn_free(tg_time_rnn *layer);
    set_state. A failed forward leaves the kept state as it was. Forwards of several N may share one
    recording (a smaller last batch): the first forward of each new N allocates its (N,H) leaf, which
    stays until tg_time_rnn_free, so memory grows with the number of distinct N seen. Errors: NULL
-   with TG_EINVAL (a NULL argument keeps an earlier failure's message), TG_ESHAPE (xs not (N,T,D)
+   with TG_EINVAL (a NULL argument keeps an earlier failure's message; xs or a weight recorded on
+   another tape), TG_ESHAPE (xs not (N,T,D)
    with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ESTATE (xs or a weight an output of
    an ended recording), TG_ENOMEM, or any op's error, told with the step it happened at:
    "tg_time_rnn_forward: step 17: tg_tanh: out of memory ...". */

@@ -1189,3 +1189,76 @@ Test(gated, a_failure_inside_the_loop_names_the_layer_and_the_step) {
         tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xs);
     }
 }
+
+/* A tensor recorded on another tape is named in the layer's words before any op runs (the ops would
+   name it in theirs: "tg_add: b ..."); each of the cell's and the forward's tensors in turn. */
+static void other_tape(kind kd) {
+    err_fix e = err_make(kd);
+    tg_tape *other = tg_tape_new();
+    layer l = layer_new(kd, e.Wx, e.Wh, e.b, 0);
+    const char *cell = kd == LSTM ? "tg_lstm_cell" : "tg_gru_cell";
+    const char *fwd = kd == LSTM ? "tg_time_lstm_forward" : "tg_time_gru_forward";
+    static const char *const names[6] = {"x", "h_prev", "c_prev", "Wx", "Wh", "b"};
+    for (int i = 0; i < 6; i++) {
+        if (kd == GRU && i == 2) continue;
+        tg_tensor *a[6] = {e.x, e.h, e.c, e.Wx, e.Wh, e.b};
+        a[i] = tg_scale(other, a[i], 1);
+        cr_assert(a[i], "%s", tg_last_error());
+        tg_tensor *c = NULL;
+        cr_expect_null(kd == LSTM ? tg_lstm_cell(e.tape, a[0], a[1], a[2], a[3], a[4], a[5], &c)
+                                  : tg_gru_cell(e.tape, a[0], a[1], a[3], a[4], a[5]));
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s: %s was recorded on another tape", cell, names[i]);
+        tt_expect_error(TG_EINVAL, msg);
+        cr_expect_eq(tg_tape_size(e.tape), 0, "%s recorded before refusing", cell);
+    }
+    tg_tensor *xs = tg_scale(other, e.xs, 1);
+    cr_expect_null(layer_forward(e.tape, &l, xs));
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: xs was recorded on another tape", fwd);
+    tt_expect_error(TG_EINVAL, msg);
+    layer_free(&l);
+    /* A layer whose weight is an op output (a tied or transformed weight) is refused on other tapes. */
+    tg_tensor *Wh2 = tg_scale(other, e.Wh, 1);
+    l = layer_new(kd, e.Wx, Wh2, e.b, 0);
+    cr_expect_null(layer_forward(e.tape, &l, e.xs));
+    snprintf(msg, sizeof msg, "%s: Wh was recorded on another tape", fwd);
+    tt_expect_error(TG_EINVAL, msg);
+    cr_expect(layer_forward(other, &l, e.xs), "%s", tg_last_error());
+    layer_free(&l);
+    tg_tape_free(other);
+    err_free(&e);
+}
+Test(lstm_errors, tensors_from_another_tape) { other_tape(LSTM); }
+Test(gru_errors, tensors_from_another_tape) { other_tape(GRU); }
+
+/* Out of memory inside a cell is told after the cell's name, at every allocation the cell makes. */
+static void cell_alloc(kind kd) {
+    err_fix e = err_make(kd);
+    const char *cell = kd == LSTM ? "tg_lstm_cell: " : "tg_gru_cell: ";
+    int failures = 0, done = 0;
+    for (int64_t k = 1; k < 10000 && !done; k++) {
+        tg_tape *tape = tg_tape_new();
+        cr_assert(tape);
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tensor *c = NULL;
+        tg_tensor *h = kd == LSTM ? tg_lstm_cell(tape, e.x, e.h, e.c, e.Wx, e.Wh, e.b, &c)
+                                  : tg_gru_cell(tape, e.x, e.h, e.Wx, e.Wh, e.b);
+        int64_t used = tg__alloc_count();
+        tg__alloc_fail_at(0);
+        if (h) {
+            done = used < k;
+        } else {
+            failures++;
+            cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+            cr_expect(!strncmp(tg_last_error(), cell, strlen(cell)), "k=%lld: %s", (long long)k, tg_last_error());
+            cr_expect_null(c);
+        }
+        tg_tape_free(tape);
+    }
+    cr_expect(done && failures > 0, "done %d after %d failures", done, failures);
+    err_free(&e);
+}
+Test(lstm_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(LSTM); }
+Test(gru_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(GRU); }

@@ -1147,3 +1147,62 @@ Test(rnn_time, every_node_passes_the_per_node_check) {
             case_free(&k);
         }
 }
+
+/* A tensor recorded on another tape is named in the RNN's words before any op runs (the fuzzer found
+   "tg_add: b was recorded on another tape" from tg_rnn_cell); a failure inside the cell (out of memory)
+   is told after the cell's name, at every allocation the cell makes. */
+Test(rnn_errors, tensors_from_another_tape) {
+    err_fix e = err_make();
+    tg_tape *other = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 6, 4, 3);
+    static const char *const names[5] = {"x", "h_prev", "Wx", "Wh", "b"};
+    for (int i = 0; i < 5; i++) {
+        tg_tensor *a[5] = {x, e.h, e.Wx, e.Wh, e.b};
+        a[i] = tg_scale(other, a[i], 1);
+        cr_assert(a[i], "%s", tg_last_error());
+        cr_expect_null(tg_rnn_cell(e.tape, a[0], a[1], a[2], a[3], a[4]));
+        char msg[64];
+        snprintf(msg, sizeof msg, "tg_rnn_cell: %s was recorded on another tape", names[i]);
+        tt_expect_error(TG_EINVAL, msg);
+        cr_expect_eq(tg_tape_size(e.tape), 0);
+    }
+    tg_time_rnn *layer = tg_time_rnn_new(e.Wx, e.Wh, e.b, 0);
+    cr_expect_null(tg_time_rnn_forward(e.tape, layer, tg_scale(other, e.xs, 1)));
+    tt_expect_error(TG_EINVAL, "tg_time_rnn_forward: xs was recorded on another tape");
+    tg_time_rnn_free(layer);
+    layer = tg_time_rnn_new(e.Wx, e.Wh, tg_scale(other, e.b, 1), 0);
+    cr_expect_null(tg_time_rnn_forward(e.tape, layer, e.xs));
+    tt_expect_error(TG_EINVAL, "tg_time_rnn_forward: b was recorded on another tape");
+    cr_expect(tg_time_rnn_forward(other, layer, e.xs), "%s", tg_last_error());
+    tg_time_rnn_free(layer);
+    tg_tape_free(other);
+    tg_tensor_free(x);
+    err_free(&e);
+}
+
+Test(rnn_alloc, a_failure_inside_the_cell_names_the_cell) {
+    err_fix e = err_make();
+    tg_tensor *x = TT_RAND(TG_F64, 0, 6, 4, 3);
+    int failures = 0, done = 0;
+    for (int64_t k = 1; k < 10000 && !done; k++) {
+        tg_tape *tape = tg_tape_new();
+        cr_assert(tape);
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tensor *h = tg_rnn_cell(tape, x, e.h, e.Wx, e.Wh, e.b);
+        int64_t used = tg__alloc_count();
+        tg__alloc_fail_at(0);
+        if (h) {
+            done = used < k;
+        } else {
+            failures++;
+            cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+            cr_expect(!strncmp(tg_last_error(), "tg_rnn_cell: tg_", 16), "k=%lld: %s", (long long)k,
+                      tg_last_error());
+        }
+        tg_tape_free(tape);
+    }
+    cr_expect(done && failures > 0, "done %d after %d failures", done, failures);
+    tg_tensor_free(x);
+    err_free(&e);
+}
