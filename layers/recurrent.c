@@ -205,7 +205,7 @@ tg_status tg__rstate_begin(tg__rstate *s, const char *fn, tg_tape *tape, const t
         tg_zero_grad(zero); /* dL/dstate0 starts from this forward */
         /* The detach copies the state into the tape: the buffer may change before this backward. */
         init[k] = s->has_state ? tg_add(tape, zero, tg_detach(tape, s->state[k])) : zero;
-        if (!init[k]) return tg_last_status();
+        if (!init[k]) return tg__context("%s: the initial state: ", fn); /* memory, or a non-finite state */
     }
     return TG_OK;
 }

@@ -52,7 +52,8 @@ void tg_time_rnn_free(tg_time_rnn *layer);
    another tape), TG_ESHAPE (xs not (N,T,D)
    with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ESTATE (xs or a weight an output of
    an ended recording), TG_ENOMEM, or any op's error, told with the step it happened at:
-   "tg_time_rnn_forward: step 17: tg_tanh: out of memory ...". */
+   "tg_time_rnn_forward: step 17: tg_tanh: out of memory ..."; a set state that is not finite, under
+   TG_CHECK_NONFINITE, as "tg_time_rnn_forward: the initial state: tg_detach: non-finite ...". */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);
 /* Copies h (N,H) as the initial state of the following forwards (see tg_time_rnn_new): h may be
    changed or freed afterwards, and set_state may come between a forward and its backward (the

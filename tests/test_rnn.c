@@ -1206,3 +1206,22 @@ Test(rnn_alloc, a_failure_inside_the_cell_names_the_cell) {
     tg_tensor_free(x);
     err_free(&e);
 }
+
+/* A kept state holding NaN, under TG_CHECK_NONFINITE, fails the forward in the layer's words (the fuzzer
+   found the bare "tg_detach: non-finite output ..."); the same state runs without the check. */
+Test(rnn_errors, a_non_finite_state_names_the_layer) {
+    err_fix e = err_make();
+    tg_time_rnn *layer = tg_time_rnn_new(e.Wx, e.Wh, e.b, 0);
+    tg_tensor *h0 = tg_tensor_new(TG_F64, 2, (int64_t[]){4, 2});
+    tg_tensor_set(h0, 3, NAN);
+    cr_assert_eq(tg_time_rnn_set_state(layer, h0), TG_OK, "%s", tg_last_error());
+    tg_tape_set_checks(e.tape, TG_CHECK_SAVED | TG_CHECK_NONFINITE);
+    cr_expect_null(tg_time_rnn_forward(e.tape, layer, e.xs));
+    tt_expect_error(TG_ENONFINITE, "tg_time_rnn_forward: the initial state: tg_detach: non-finite output");
+    tg_tape_reset(e.tape);
+    tg_tape_set_checks(e.tape, TG_CHECK_SAVED);
+    cr_expect(tg_time_rnn_forward(e.tape, layer, e.xs), "%s", tg_last_error());
+    tg_time_rnn_free(layer);
+    tg_tensor_free(h0);
+    err_free(&e);
+}
