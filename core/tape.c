@@ -242,7 +242,9 @@ const tg__node *tg__tape_node(const tg_tape *tape, int64_t k) {
 }
 
 int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
-    if (!t->tape || t->gen == t->tape->gen) return 0;
+    /* An output two resets old may stand in a header that the current recording gave to an intermediate
+       whose data a layer has released (tg__tape_release): its data is NULL, and it is refused as well. */
+    if (!t->tape || (t->gen == t->tape->gen && t->data)) return 0;
     tg__fail(TG_ESTATE, "%s: %s is an output of a recording that tg_tape_reset ended", fn, what);
     return 1;
 }
@@ -377,7 +379,7 @@ static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tens
         *needs |= (t->flags & TG__NEEDS) != 0;
         if (t->tape && t->tape != tape)
             return tg__fail(TG_EINVAL, "%s: %s was recorded on another tape", fn, NAME(i)), 1;
-        if (t->tape && t->gen != tape->gen) return tg__stale(fn, NAME(i), t);
+        if (t->tape && (t->gen != tape->gen || !t->data)) return tg__stale(fn, NAME(i), t);
         if (index && t->dtype != TG_I64)
             return tg__fail(TG_EDTYPE, "%s: %s is %s; want i64 indices", fn, NAME(i), tg__dtype_name(t->dtype)), 1;
         if (index) continue;

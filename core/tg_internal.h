@@ -219,7 +219,8 @@ const tg__node *tg__tape_node(const tg_tape *tape, int64_t k);
 void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__node *, const tg_tensor *, void *const *));
 /* 1 (and TG_ESTATE naming fn and what) when t is an op output of a recording that tg_tape_reset
    ended. Only the last ended recording is told for sure: headers alternate between two pools, so an
-   output two resets old may stand in a header the current recording reuses. */
+   output two resets old may stand in a header the current recording reuses; when that header is an
+   intermediate whose data a layer released (NULL), it is refused too, as nothing may read it. */
 int tg__stale(const char *fn, const char *what, const tg_tensor *t);
 /* The one check of a tensor argument that every public function runs before touching the tensor's
    data: TG_OK, or tg__null's status for NULL (an earlier failure is kept), or TG_ESTATE for an output

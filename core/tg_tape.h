@@ -40,7 +40,8 @@ tg_tape *tg_tape_new(void);
    the arena for the next recording. Leaves and their gradients are untouched. An op output kept past
    the reset must not be used again: handed to any function (an op, tg_backward, a layer, a saver, an
    accessor) in the next recording it is refused with TG_ESTATE; older ones are not reliably told
-   apart from the current recording's (but never read freed memory while the tape lives). */
+   apart from the current recording's (but are refused rather than read where their memory is freed,
+   while the tape lives). */
 void tg_tape_reset(tg_tape *tape);
 /* tg_tape_reset, then frees the tape itself. NULL is ignored. */
 void tg_tape_free(tg_tape *tape);

@@ -635,6 +635,29 @@ Test(tape, accessors_refuse_an_output_of_an_ended_recording) {
     tg_tensor_free(p);
 }
 
+/* Two resets on, an output's header may serve the current recording; when it serves an intermediate that
+   a layer gave its memory back (TimeRNN's input projection, the first header of the recording), the old
+   output is refused rather than read through its NULL data (the fuzzer found the read). */
+Test(tape, an_output_two_resets_old_over_a_released_intermediate_is_refused) {
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, 3, 2), *Wh = TT_RAND(TG_F64, 1, 2, 2, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
+    tg_tensor *xs = TT_RAND(TG_F64, 0, 4, 2, 3, 3);
+    tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *old = tg_scale(tape, xs, 2); /* (2,3,3), as the projection P will be (2,3,2): any shape */
+    cr_assert(old && layer);
+    tg_tape_reset(tape);
+    tg_tape_reset(tape);
+    cr_assert(tg_time_rnn_forward(tape, layer, xs), "%s", tg_last_error());
+    tg_clear_error();
+    cr_expect_null(tg_sum(tape, old));
+    tt_expect_error(TG_ESTATE, "tg_sum: x is an output of a recording that tg_tape_reset ended");
+    cr_expect_null(tg_tensor_data(old));
+    tt_expect_error(TG_ESTATE, "tg_tensor_data: t is an output of a recording that tg_tape_reset ended");
+    tg_tape_free(tape);
+    tg_time_rnn_free(layer);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xs);
+}
+
 Test(tape, print_and_dot_show_each_nodes_arguments) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *x = TT_RAND(TG_F64, 1, 1, 2, 5, 3);
