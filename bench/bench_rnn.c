@@ -14,7 +14,10 @@
  *   - the tape's own cost per op, forward + backward, on 1-element tensors (a chain of tg_mul);
  *   - a full-mode tg_gradcheck of TimeRNN at N 2, T 5, D 3, H 4 in f64.
  * The three timings of a row (bound, checks on, checks off) run in turn within each repetition, so drift
- * on a shared machine hits all alike; each figure is a median. Output: a table, then the same as JSON
+ * on a shared machine hits all alike; each time is a median, and each ratio (to the bound, checks on to
+ * off) the median of the repetitions' own ratios: a repetition's three runs are adjacent in time, so its
+ * ratio cancels the drift that moves all three (the bound alone spreads 20 % over a W2 row here), which a
+ * ratio of two medians keeps. Output: a table, then the same as JSON
  * lines (lines starting with '{'), which bench/compare.sh reads.
  *
  * Usage: bench_rnn [--quick] [--only W2] [--reps n]
@@ -205,6 +208,7 @@ typedef struct {
     int64_t N, T, D, H;
     int threads;
     double bound, ms[2], peak[2], mallocs[2]; /* [0] checks on (TG_CHECK_SAVED), [1] off */
+    double ratio[2], on_off;                  /* medians of each repetition's ms[k] / bound and ms[0] / ms[1] */
 } row;
 
 /* Environment that changes what is measured, printed beside every figure. */
@@ -215,7 +219,7 @@ static const char *env_or(const char *name, const char *dflt) {
 
 static row bench_workload(const workload *w, int threads, int min_reps, double budget_ms) {
     openblas_set_num_threads(threads);
-    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}};
+    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}, {0, 0}, 0};
     problem p = problem_new(TG_F32, w->N, w->T, w->H, w->H);
     gemms g = gemms_new(w->N, w->T, w->H, w->H);
     tg_tape *tape[2];
@@ -229,7 +233,7 @@ static row bench_workload(const workload *w, int threads, int min_reps, double b
         r.mallocs[k] = (double)(tg__alloc_count() - before);
     }
     bound_run(&g);
-    static double v[3][MAX_REPS];
+    static double v[3][MAX_REPS], q[3][MAX_REPS];
     int n = 0;
     double start = now_ms(), peak;
     while (n < MAX_REPS && (n < min_reps || now_ms() - start < budget_ms)) {
@@ -239,6 +243,8 @@ static row bench_workload(const workload *w, int threads, int min_reps, double b
         }
         n++;
     }
+    for (int i = 0; i < n; i++) q[0][i] = v[0][i] / v[2][i], q[1][i] = v[1][i] / v[2][i], q[2][i] = v[0][i] / v[1][i];
+    r.ratio[0] = median(q[0], n), r.ratio[1] = median(q[1], n), r.on_off = median(q[2], n);
     r.ms[0] = median(v[0], n), r.ms[1] = median(v[1], n), r.bound = median(v[2], n);
     tg_tape_free(tape[0]), tg_tape_free(tape[1]);
     gemms_free(&g);
@@ -379,11 +385,11 @@ int main(int argc, char **argv) {
         int long_run = !strcmp(ws[i].name, "W2-T256");
         for (int th = 1; th <= 2; th++) {
             if (long_run && th == 1) continue; /* the T-linearity row: 2 threads, as W2's target row */
-            row r = bench_workload(&ws[i], th, long_run ? 5 : min_reps, quick ? 0 : long_run ? 3000 : 2000);
+            row r = bench_workload(&ws[i], th, long_run ? 5 : min_reps, quick ? 0 : long_run ? 3000 : 5000);
             double flop = 6.0 * (double)r.N * (double)r.H * (double)(r.H + r.D) * (double)r.T;
             printf("%-8s %4lld %4lld %4lld %3d | %9.3f %9.3f %9.3f | %6.2f %6.2f %6.3f | %7.1f %7.1f | %8.2f %8.2f | "
                    "%5.0f %5.0f\n", r.workload, (long long)r.N, (long long)r.T, (long long)r.H, r.threads, r.bound,
-                   r.ms[0], r.ms[1], r.ms[0] / r.bound, r.ms[1] / r.bound, r.ms[0] / r.ms[1], flop / (r.ms[0] * 1e6),
+                   r.ms[0], r.ms[1], r.ratio[0], r.ratio[1], r.on_off, flop / (r.ms[0] * 1e6),
                    flop / (r.bound * 1e6), r.peak[0] / 1048576.0, r.peak[1] / 1048576.0, r.mallocs[0], r.mallocs[1]);
             fflush(stdout);
             rows[nr++] = r;
@@ -405,10 +411,10 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 2; k++)
             printf("{\"bench\": \"tapegrad\", \"workload\": \"%s\", \"N\": %lld, \"T\": %lld, \"D\": %lld, "
                    "\"H\": %lld, \"threads\": %d, \"checks\": \"%s\", \"ms\": %.4f, \"bound_ms\": %.4f, "
-                   "\"ratio\": %.4f, \"gflops\": %.2f, \"peak_mib\": %.3f, \"mallocs_per_step\": %.0f, "
-                   "\"allocator\": \"tape arena, glibc %s\"}\n", r->workload, (long long)r->N, (long long)r->T,
-                   (long long)r->D, (long long)r->H,
-                   r->threads, k ? "off" : "saved", r->ms[k], r->bound, r->ms[k] / r->bound, flop / (r->ms[k] * 1e6),
+                   "\"ratio\": %.4f, \"checks_ratio\": %.4f, \"gflops\": %.2f, \"peak_mib\": %.3f, "
+                   "\"mallocs_per_step\": %.0f, \"allocator\": \"tape arena, glibc %s\"}\n", r->workload,
+                   (long long)r->N, (long long)r->T, (long long)r->D, (long long)r->H, r->threads, k ? "off" : "saved",
+                   r->ms[k], r->bound, r->ratio[k], r->on_off, flop / (r->ms[k] * 1e6),
                    r->peak[k] / 1048576.0, r->mallocs[k], alloc);
     }
     for (int k = 0; k < 2; k++)

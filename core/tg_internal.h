@@ -53,6 +53,10 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
 /* Backward writes every element of a gradient buffer that tg__fresh says is fresh, instead of adding: the
    engine then hands it over unzeroed. */
 #define TG__FILLS 4u
+/* Backward is the user's code (tg_custom), which may take values for indices: the tensors it saved are
+   verified (TG_CHECK_SAVED) before it runs, as an op's with index inputs are. Other built-in backwards
+   read saved tensors only as numbers: theirs are verified after, while still in cache (run_node). */
+#define TG__OPAQUE 8u
 
 /* A built-in op's table entry: all the engine knows of an op. A public op function checks what only
    it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs

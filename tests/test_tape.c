@@ -880,3 +880,50 @@ Test(tape, a_request_above_the_machines_memory_is_enomem) {
     tg_tape_free(tape);
     tg_tensor_free(a), tg_tensor_free(b), tg_tensor_free(c);
 }
+
+/* When a saved tensor is verified: indices and whatever a custom op saved before the backward that reads
+   them (an index written out of range must never be followed, a user's backward may index with values),
+   f32/f64 values a built-in op saved right after it, while they are in cache (tg_backward's header says
+   so: that node's contribution is then in the gradients). */
+static int ran_backward;
+static tg_status noting_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                                 void *user) {
+    (void)in, (void)n, (void)out, (void)gout, (void)grads, (void)user;
+    ran_backward = 1;
+    return TG_OK;
+}
+Test(tape, indices_and_custom_ops_are_verified_before_their_backward_values_after) {
+    static const tg_op_def noting = {"noting", tt_same_shape, copy_forward, noting_backward};
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *table = TT_RAND(TG_F64, 1, 1, 4, 2), *w = TT_RAND(TG_F64, 0, 2, 3);
+    tg_tensor *idx = tg_tensor_from(TG_I64, 1, (int64_t[]){3}, (int64_t[]){1, 3, 1});
+    cr_assert(tape && idx);
+    /* an index moved out of range: refused before embedding's backward scatters by it */
+    tg_tensor *y = tg_embedding(tape, table, idx);
+    cr_assert(y, "%s", tg_last_error());
+    ((int64_t *)tg_tensor_data(idx))[1] = 1 << 30;
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "that embedding (node 0) saved");
+    for (int i = 0; i < 8; i++) cr_expect_eq(((double *)tg_tensor_grad(table))[i], 0, "grad %d", i);
+    /* a custom op: its backward never runs on a modified input */
+    tg_tape_reset(tape);
+    tg_tensor *x = TT_RAND(TG_F64, 1, 3, 3);
+    y = tg_custom(tape, &noting, &x, 1, NULL);
+    cr_assert(y, "%s", tg_last_error());
+    ((double *)tg_tensor_data(x))[2] += 1;
+    ran_backward = 0;
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "that noting (node 0) saved");
+    cr_expect_eq(ran_backward, 0, "the custom backward ran on a modified input");
+    /* a built-in op's saved values: verified after its backward, which has added d(sum x*w)/dx = w */
+    tg_tape_reset(tape);
+    tg_zero_grad(x);
+    y = tg_mul(tape, x, w);
+    cr_assert(y, "%s", tg_last_error());
+    ((double *)tg_tensor_data(w))[0] = 5;
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "that mul (node 0) saved");
+    cr_expect_eq(((double *)tg_tensor_grad(x))[0], 5);
+    tg_tape_free(tape);
+    tg_tensor_free(table), tg_tensor_free(w), tg_tensor_free(idx), tg_tensor_free(x);
+}
