@@ -1233,32 +1233,23 @@ Test(lstm_errors, tensors_from_another_tape) { other_tape(LSTM); }
 Test(gru_errors, tensors_from_another_tape) { other_tape(GRU); }
 
 /* Out of memory inside a cell is told after the cell's name, at every allocation the cell makes. */
+typedef struct {
+    kind kd;
+    err_fix e;
+} cell_ctx;
+static tg_tensor *cell_call(tg_tape *tape, void *ctx) {
+    cell_ctx *cc = ctx;
+    err_fix *e = &cc->e;
+    if (cc->kd == GRU) return tg_gru_cell(tape, e->x, e->h, e->Wx, e->Wh, e->b);
+    tg_tensor *c = e->h; /* any non-NULL value: a failed call must set it to NULL */
+    tg_tensor *h = tg_lstm_cell(tape, e->x, e->h, e->c, e->Wx, e->Wh, e->b, &c);
+    if (!h) cr_expect_null(c);
+    return h;
+}
 static void cell_alloc(kind kd) {
-    err_fix e = err_make(kd);
-    const char *cell = kd == LSTM ? "tg_lstm_cell: " : "tg_gru_cell: ";
-    int failures = 0, done = 0;
-    for (int64_t k = 1; k < 10000 && !done; k++) {
-        tg_tape *tape = tg_tape_new();
-        cr_assert(tape);
-        tg_clear_error();
-        tg__alloc_fail_at(k);
-        tg_tensor *c = NULL;
-        tg_tensor *h = kd == LSTM ? tg_lstm_cell(tape, e.x, e.h, e.c, e.Wx, e.Wh, e.b, &c)
-                                  : tg_gru_cell(tape, e.x, e.h, e.Wx, e.Wh, e.b);
-        int64_t used = tg__alloc_count();
-        tg__alloc_fail_at(0);
-        if (h) {
-            done = used < k;
-        } else {
-            failures++;
-            cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
-            cr_expect(!strncmp(tg_last_error(), cell, strlen(cell)), "k=%lld: %s", (long long)k, tg_last_error());
-            cr_expect_null(c);
-        }
-        tg_tape_free(tape);
-    }
-    cr_expect(done && failures > 0, "done %d after %d failures", done, failures);
-    err_free(&e);
+    cell_ctx cc = {kd, err_make(kd)};
+    tt_each_alloc_failure(cell_call, &cc, kd == LSTM ? "tg_lstm_cell: " : "tg_gru_cell: ");
+    err_free(&cc.e);
 }
 Test(lstm_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(LSTM); }
 Test(gru_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(GRU); }

@@ -117,3 +117,25 @@ void tt_check3(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *in, int n, c
         cr_expect_leq(vr.max_rel_err, 1e-10, "%s, fast mode vs reference: %s", label, vr.message);
     }
 }
+
+void tt_each_alloc_failure(tg_tensor *(*call)(tg_tape *tape, void *ctx), void *ctx, const char *prefix) {
+    int failures = 0, done = 0;
+    for (int64_t k = 1; k < 10000 && !done; k++) {
+        tg_tape *tape = tg_tape_new();
+        cr_assert(tape);
+        tg_clear_error();
+        tg__alloc_fail_at(k);
+        tg_tensor *y = call(tape, ctx);
+        int64_t used = tg__alloc_count(); /* read before tg__alloc_fail_at(0) zeroes it */
+        tg__alloc_fail_at(0);
+        if (y) {
+            done = used < k; /* the k-th allocation never came: every point has been failed */
+        } else {
+            failures++;
+            cr_expect_eq(tg_last_status(), TG_ENOMEM, "k=%lld: %s", (long long)k, tg_last_error());
+            cr_expect(!strncmp(tg_last_error(), prefix, strlen(prefix)), "k=%lld: %s", (long long)k, tg_last_error());
+        }
+        tg_tape_free(tape);
+    }
+    cr_expect(done && failures > 0, "done %d after %d failures", done, failures);
+}

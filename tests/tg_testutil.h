@@ -34,6 +34,11 @@ static inline int64_t tt_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
+/* Calls call(tape, ctx) on a fresh tape with the k-th allocation failing (tg__alloc_fail_at), for
+   k = 1, 2, ... until a call makes fewer than k: expects each failed call to return NULL with TG_ENOMEM
+   and a message starting with prefix, and at least one such failure. */
+void tt_each_alloc_failure(tg_tensor *(*call)(tg_tape *tape, void *ctx), void *ctx, const char *prefix);
+
 /* A custom op's shape rule for elementwise ops: the output has inputs[0]'s shape. */
 tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int64_t *shape);
 
