@@ -732,14 +732,14 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
     return st;
 }
 
-/* TG_CHECK_SAVED: the tensors node saved hold what they held when it was recorded. Each is hashed once per
-   backward, by the first (latest) node that reaches it. */
-/* run_node calls it from two places, and a call there costs 5 % of an op's tape overhead: kept inline. */
+/* run_node calls check_saved from two places, and a call there costs 5 % of an op's tape overhead. */
 #if defined(__GNUC__)
 #define TG__INLINE inline __attribute__((always_inline))
 #else
 #define TG__INLINE inline
 #endif
+/* TG_CHECK_SAVED: the tensors node saved hold what they held when it was recorded. Each is hashed once per
+   backward, by the first (latest) node that reaches it. */
 static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
     char sb[TG__SHAPE_STR];
     for (int i = 0; i < node->n_saved; i++) {

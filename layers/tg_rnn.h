@@ -49,9 +49,9 @@ void tg_time_rnn_free(tg_time_rnn *layer);
    recording (a smaller last batch): the first forward of each new N allocates its (N,H) leaf, which
    stays until tg_time_rnn_free, so memory grows with the number of distinct N seen. Errors: NULL
    with TG_EINVAL (a NULL argument keeps an earlier failure's message; xs or a weight recorded on
-   another tape), TG_ESHAPE (xs not (N,T,D)
-   with the layer's D, T = 0, N against the state), TG_EDTYPE, TG_ESTATE (xs or a weight an output of
-   an ended recording), TG_ENOMEM, or any op's error, told with the step it happened at:
+   another tape), TG_ESHAPE (xs not (N,T,D) with the layer's D, T = 0, N against the state),
+   TG_EDTYPE, TG_ESTATE (xs or a weight an output of an ended recording), TG_ENOMEM, or any op's
+   error, told with the step it happened at:
    "tg_time_rnn_forward: step 17: tg_tanh: out of memory ..."; a set state that is not finite, under
    TG_CHECK_NONFINITE, as "tg_time_rnn_forward: the initial state: tg_detach: non-finite ...". */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);

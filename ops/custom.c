@@ -38,8 +38,9 @@ static tg_status custom_backward(const tg__node *node, const tg_tensor *gout, vo
     return st ? callback_failed(def->name, "backward", st, fails) : TG_OK;
 }
 
-const tg__op tg__op_custom = {.name = "custom", .fn = "tg_custom", .save = TG__SAVE_ALL, .flags = TG__ZERO_OUT | TG__OPAQUE,
-                              .shape = custom_shape, .forward = custom_forward, .backward = custom_backward};
+const tg__op tg__op_custom = {.name = "custom", .fn = "tg_custom", .save = TG__SAVE_ALL,
+                              .flags = TG__ZERO_OUT | TG__OPAQUE, .shape = custom_shape, .forward = custom_forward,
+                              .backward = custom_backward};
 
 tg_tensor *tg_custom(tg_tape *tape, const tg_op_def *op, tg_tensor *const *inputs, int n_inputs, void *user) {
     if (!op || !op->name || !op->shape || !op->forward || !op->backward) {
