@@ -93,6 +93,44 @@ static double max_rel(model *a, model *b) {
     return worst;
 }
 
+/* A parameter that some ranks' backward never reached is still stepped on every rank: the allreduce
+   carries which gradients were written as well as their mean (rank r reaches only parameter r, and no
+   rank the last), so that every rank's optimizer steps the same parameters and the models stay one. */
+static int gradded_on_every_rank(int rank, int size, MPI_Comm comm) {
+    static const char *names[3] = {"p0", "p1", "untouched"};
+    tg_params *ps = tg_params_new();
+    tg_tensor *p[3];
+    for (int k = 0; k < 3; k++) {
+        p[k] = tg_param_new(TG_F64, 1, (int64_t[]){2});
+        if (!ps || !p[k] || tg_tensor_set(p[k], 0, 1) || tg_tensor_set(p[k], 1, 1) || tg_params_add(ps, names[k], p[k]))
+            return fail("setting up");
+    }
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
+    o.lr = 1;
+    tg_optim *sgd = tg_optim_new(ps, &o);
+    tg_tape *tape = tg_tape_new();
+    if (!sgd || !tape) return fail("setting up");
+    tg_params_zero_grad(ps);
+    if (rank < 2 && tg_backward(tape, tg_sum(tape, p[rank]), NULL)) return fail("backward");
+    if (tg_mpi_allreduce_grads(ps, comm) || tg_optim_step(sgd)) return fail("allreduce and step");
+    int bad = 0;
+    for (int k = 0; k < 3; k++) {
+        double want = k < 2 && k < size ? 1 - 1.0 / size : 1; /* dL/dp = 1 on one rank, 0 on the others */
+        for (int i = 0; i < 2; i++)
+            if (fabs(tg_tensor_get(p[k], i) - want) > 1e-15) {
+                fprintf(stderr, "mpi_check: rank %d: %s[%d] is %.17g after the step, want %.17g\n", rank, names[k], i,
+                        tg_tensor_get(p[k], i), want);
+                bad = 1;
+            }
+    }
+    if (!bad && !rank) printf("mpi_check: a gradient only rank 1 wrote steps rank 0's parameter too\n");
+    tg_tape_free(tape);
+    tg_optim_free(sgd);
+    tg_params_free(ps);
+    for (int k = 0; k < 3; k++) tg_tensor_free(p[k]);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -127,6 +165,8 @@ int main(int argc, char **argv) {
         model_free(&dist);
         MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     }
+    if (!bad) bad |= gradded_on_every_rank(rank, size, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     /* error paths: statuses and messages, never an abort */
     tg_clear_error();
     tg_status s = tg_mpi_allreduce_grads(NULL, MPI_COMM_WORLD);
