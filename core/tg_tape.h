@@ -74,9 +74,9 @@ int64_t tg_tape_memory(const tg_tape *tape);
    depending on no parameter), TG_ESHAPE/TG_EDTYPE (grad_out does not match out), TG_EMODIFIED (a
    saved tensor was written; the message names the op, its node index and the tensor's shape),
    TG_ENONFINITE (with TG_CHECK_NONFINITE), TG_ENOMEM. After a failure, gradients are partial: zero
-   them before the next step. A saved f32/f64 tensor is verified right after the first backward to read
-   it (where it is in cache; indices, and all a custom op saved, right before), so after TG_EMODIFIED
-   they include that node's contribution computed from the modified values. */
+   them before the next step. A saved tensor is verified right after the first backward to read it,
+   where it is in cache (but right before the backward of an op that takes indices, and of a custom
+   op), so after TG_EMODIFIED they include that node's contribution computed from the modified values. */
 tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out);
 
 /* Keeps t's gradient (t an op output of this tape) readable through tg_tensor_grad after backward,
