@@ -375,6 +375,14 @@ int main(int argc, char **argv) {
     printf("# memory: the tape's arena (tg__malloc, 64-byte aligned, kept across resets); glibc malloc tunables: %s;"
            " OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s\n", alloc, env_or("OPENBLAS_CORETYPE", "unset"),
            env_or("OPENBLAS_NUM_THREADS", "unset"));
+    double below = tg__gemm_one_thread_below(openblas_get_corename(), getenv("OPENBLAS_NUM_THREADS") ||
+                                             getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS"));
+    if (below > 0)
+        printf("# threads: OpenBLAS kernel %s; tapegrad runs GEMMs below %.3g multiply-adds on one thread\n",
+               openblas_get_corename(), below);
+    else
+        printf("# threads: OpenBLAS kernel %s; tapegrad leaves OpenBLAS's own split (threads from 2^18 "
+               "multiply-adds)\n", openblas_get_corename());
     printf("%-8s %4s %4s %4s %3s | %9s %9s %9s | %6s %6s %6s | %7s %7s | %8s %8s | %5s %5s\n", "workload", "N", "T",
            "H", "thr", "bound_ms", "tg_ms", "off_ms", "tg/bd", "off/bd", "tg/off", "GF/s", "GF/s_bd", "peak_MiB",
            "off_MiB", "mall", "m_off");

@@ -3,26 +3,35 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "tg_internal.h"
 
-/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18, but on AVX-512 its small-matrix kernels run
-   on one thread up to about 10^6 anyway. Measured on this project's 2-core machines (bench_rnn --gemm-threads):
-   from 10^6 to 2 10^6 a second thread makes a GEMM 15-25 % slower, from about 4 10^6 on it makes it 0.5-0.75x
-   as long when the other core is free. So GEMMs below 3 10^6 run on one thread, only when the user has not
-   chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides alone. (While
-   the other core is busy, any threaded GEMM can wait for its descheduled worker: 30x at 2 10^7 once; choose
-   1 thread then.) The count is process-wide, lowered and put back around the call: a program calling BLAS
-   from several threads at once should set it. */
-#define GEMM_THREADS_MIN 3e6
+/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18. Its AVX-512 kernels (SkylakeX, Cooperlake,
+   SapphireRapids) add a "direct" small-matrix path that runs on one thread up to about 10^6 anyway, and there,
+   measured on this project's 2-core machines (bench_rnn --gemm-threads), from 10^6 to 2 10^6 a second thread
+   makes a GEMM 15-25 % slower; from about 4 10^6 on it makes it 0.5-0.75x as long when the other core is
+   free. So with those kernels GEMMs below 3 10^6 run on one thread. Other kernels (Haswell's, which
+   OPENBLAS_CORETYPE=Haswell selects even on an AVX-512 machine) have no such path: there a second thread
+   makes every GEMM past 2^18 0.55-0.75x as long, and OpenBLAS's own split is left alone. Either way only
+   when the user has not chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set,
+   OpenBLAS decides alone. (While the other core is busy, any threaded GEMM can wait for its descheduled
+   worker: 30x at 2 10^7 once; choose 1 thread then.) The count is process-wide, lowered and put back
+   around the call: a program calling BLAS from several threads at once should set it. */
+double tg__gemm_one_thread_below(const char *core, int user_chose) {
+    int direct = core && (!strcasecmp(core, "skylakex") || !strcasecmp(core, "cooperlake") ||
+                          !strcasecmp(core, "sapphirerapids"));
+    return direct && !user_chose ? 3e6 : 0;
+}
 
-static int user_chose_threads(void) {
-    static atomic_int chose = -1;
-    int c = atomic_load_explicit(&chose, memory_order_relaxed);
-    if (c < 0) {
-        c = getenv("OPENBLAS_NUM_THREADS") || getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS");
-        atomic_store_explicit(&chose, c, memory_order_relaxed);
+static double one_thread_below(void) {
+    static _Atomic double below = -1;
+    double b = atomic_load_explicit(&below, memory_order_relaxed);
+    if (b < 0) {
+        int chose = getenv("OPENBLAS_NUM_THREADS") || getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS");
+        b = tg__gemm_one_thread_below(openblas_get_corename(), chose);
+        atomic_store_explicit(&below, b, memory_order_relaxed);
     }
-    return c;
+    return b;
 }
 
 /* Below this many multiply-adds a GEMM is three loops here: a BLAS call costs more than the arithmetic
@@ -48,8 +57,7 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
         });
         return;
     }
-    int threads = (double)m * (double)n * (double)k < GEMM_THREADS_MIN && !user_chose_threads()
-                      ? openblas_get_num_threads() : 1;
+    int threads = (double)m * (double)n * (double)k < one_thread_below() ? openblas_get_num_threads() : 1;
     if (threads > 1) openblas_set_num_threads(1);
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     enum CBLAS_TRANSPOSE A_t = ta ? CblasTrans : CblasNoTrans, B_t = tb ? CblasTrans : CblasNoTrans;
