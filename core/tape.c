@@ -33,6 +33,14 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
+/* Forced inlining where the compiler declines: tg__apply's parts, specialised for the input count, and
+   check_saved, called from two places in run_node (a call there cost 5 % of an op's tape overhead). */
+#if defined(__GNUC__)
+#define TG__INLINE inline __attribute__((always_inline))
+#else
+#define TG__INLINE inline
+#endif
+
 static void poison(void *p, size_t n) {
     ASAN_POISON_MEMORY_REGION(p, n);
     (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
@@ -314,8 +322,8 @@ static tg_tensor *new_header(tg_tape *tape) {
 
 /* A new output of the tape: data from a spare block or the arena (zeroed when zero is set). NULL on
    TG_ENOMEM. */
-static tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim, const int64_t shape[TG_MAX_DIMS],
-                          int zero) {
+static TG__INLINE tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim,
+                                     const int64_t shape[TG_MAX_DIMS], int zero) {
     /* Positive dims below 2^20 while the count is below 2^40 keep it below 2^60, where nothing overflows:
        those skip tg__numel's checks, the rest take them. */
     int64_t numel = 1;
@@ -365,7 +373,8 @@ static const char *input_name(const char *const *names, int i, char *buf, size_t
 /* None NULL (NULL keeps the first error), all from this tape's current recording; index inputs i64,
    value inputs f32 or f64 and all of one dtype. Returns 0 when fine, and in *needs whether any input
    needs a gradient. */
-static int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, int *needs) {
+static TG__INLINE int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n,
+                                   int *needs) {
     char nb[32], nb0[32];
 #define NAME(i) input_name(op->names, i, (i) == first ? nb0 : nb, sizeof nb) /* messages only: every op passes here */
     int first = -1; /* the first value input: the dtype the others must share */
@@ -492,8 +501,8 @@ static uint32_t fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node) {
 }
 
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
-static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out, tg_tensor *const *in,
-                         int n_in, const tg__args *args) {
+static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out,
+                                    tg_tensor *const *in, int n_in, const tg__args *args) {
     if (tape->n_nodes == tape->cap_nodes) {
         int64_t cap = tape->cap_nodes ? 2 * tape->cap_nodes : 256;
         tg__node *nodes = tg__malloc((size_t)cap * sizeof *nodes);
@@ -537,7 +546,8 @@ static tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_ten
     return out;
 }
 
-tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args_in) {
+static TG__INLINE tg_tensor *apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n,
+                                   const tg__args *args_in) {
     const char *fn = args_in->def ? args_in->def->name : op->fn;
     int needs;
     if (check_inputs(fn, tape, op, in, n, &needs)) return NULL;
@@ -554,6 +564,13 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
     /* A function of constants is a constant, and with gradients off everything is: nothing to record. */
     if (!needs || !tape->grad_enabled || (op->flags & TG__CONSTANT)) return out;
     return record(fn, tape, op, out, in, n, &args);
+}
+
+/* Most ops take one or two inputs: with the count a constant, the loops over inputs unroll. */
+tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args_in) {
+    if (n == 2) return apply(tape, op, in, 2, args_in);
+    if (n == 1) return apply(tape, op, in, 1, args_in);
+    return apply(tape, op, in, n, args_in);
 }
 
 /* The gradient buffer backward adds into: a parameter's own, or an intermediate's from the arena, zeroed
@@ -732,12 +749,6 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
     return st;
 }
 
-/* run_node calls check_saved from two places, and a call there costs 5 % of an op's tape overhead. */
-#if defined(__GNUC__)
-#define TG__INLINE inline __attribute__((always_inline))
-#else
-#define TG__INLINE inline
-#endif
 /* TG_CHECK_SAVED: the tensors node saved hold what they held when it was recorded. Each is hashed once per
    backward, by the first (latest) node that reaches it. */
 static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
