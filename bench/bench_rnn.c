@@ -252,29 +252,30 @@ static row bench_workload(const workload *w, int threads, int min_reps, double b
     return r;
 }
 
-/* The tape's cost per op: K tg_mul on 1-element tensors (w saved by all K, as a weight is), backward, reset. */
-static void overhead(int checks, int quick, double *ns, double *mallocs) {
+/* The tape's cost per op: K tg_mul on 1-element tensors (w saved by all K, as a weight is), backward, reset;
+   ns[0], mallocs[0] with TG_CHECK_SAVED, ns[1], mallocs[1] without. A repetition runs both back to back, so
+   that the two see the same machine state (on these VMs it moves this figure by up to 1.8x for seconds at
+   a time). */
+static void overhead(int quick, double ns[2], double mallocs[2]) {
     const int K = 1000;
     tg_tensor *x = tg_param_new(TG_F32, 1, (int64_t[]){1}), *w = tg_param_new(TG_F32, 1, (int64_t[]){1});
-    tg_tape *tape = tg_tape_new();
-    if (!x || !w || !tape) die("overhead: allocating");
-    tg_tape_set_checks(tape, checks ? TG_CHECK_SAVED : 0);
+    tg_tape *tapes[2] = {tg_tape_new(), tg_tape_new()};
+    if (!x || !w || !tapes[0] || !tapes[1]) die("overhead: allocating");
+    tg_tape_set_checks(tapes[0], TG_CHECK_SAVED), tg_tape_set_checks(tapes[1], 0);
     tg_tensor_set(x, 0, 1.0), tg_tensor_set(w, 0, 0.999);
     int reps = quick ? 3 : 200;
-    double v[MAX_REPS];
-    int64_t count = 0;
-    for (int r = 0; r < reps + 2; r++) {
-        int64_t before = tg__alloc_count();
-        double t0 = now_ms();
-        tg_tensor *h = x;
-        for (int k = 0; k < K; k++) h = tg_mul(tape, h, w);
-        if (!h || tg_backward(tape, h, NULL) != TG_OK) die("overhead: backward");
-        tg_tape_reset(tape);
-        if (r >= 2) v[r - 2] = (now_ms() - t0) * 1e6 / K, count = tg__alloc_count() - before;
-    }
-    *ns = median(v, reps);
-    *mallocs = (double)count;
-    tg_tape_free(tape);
+    double v[2][MAX_REPS];
+    for (int r = 0; r < reps + 2; r++)
+        for (int c = 0; c < 2; c++) {
+            int64_t before = tg__alloc_count();
+            double t0 = now_ms();
+            tg_tensor *h = x;
+            for (int k = 0; k < K; k++) h = tg_mul(tapes[c], h, w);
+            if (!h || tg_backward(tapes[c], h, NULL) != TG_OK) die("overhead: backward");
+            tg_tape_reset(tapes[c]);
+            if (r >= 2) v[c][r - 2] = (now_ms() - t0) * 1e6 / K, mallocs[c] = (double)(tg__alloc_count() - before);
+        }
+    for (int c = 0; c < 2; c++) ns[c] = median(v[c], reps), tg_tape_free(tapes[c]);
     tg_tensor_free(x), tg_tensor_free(w);
 }
 
@@ -406,7 +407,7 @@ int main(int argc, char **argv) {
     double ns[2] = {NAN, NAN}, om[2] = {NAN, NAN}, gc = NAN;
     /* no BLAS in these two: one thread, so that no OpenBLAS worker spins on the other core meanwhile */
     openblas_set_num_threads(1);
-    if (!only || !strcmp(only, "overhead")) overhead(1, quick, &ns[0], &om[0]), overhead(0, quick, &ns[1], &om[1]);
+    if (!only || !strcmp(only, "overhead")) overhead(quick, ns, om);
     if (!only || !strcmp(only, "gradcheck")) gc = gradcheck_ms(quick);
     printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000, 1 OpenBLAS thread): %.1f ns "
            "with checks, "
