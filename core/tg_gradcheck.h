@@ -11,8 +11,11 @@
  * fails if the two runs differ at all (a backward that reads stale state is caught that way).
  *
  * Both also prove that every backward adds into its gradients instead of assigning them (a backward
- * that writes grads[i][k] = ... is right only while its input has one consumer): each node's backward
- * runs a second time on buffers already holding a known pattern, and must add the same amounts.
+ * that writes grads[i][k] = ... is right only while its input has one consumer): in the check's first
+ * backward pass, each node's backward runs a second time on buffers already holding a known pattern,
+ * and must add the same amounts. (Every pass runs the same nodes, so once proves it for the check.)
+ * The later passes hand over fresh gradient buffers as training does, which built-in ops assign
+ * instead of adding to: both ways of writing a gradient are compared with the finite differences.
  * When either check fails, tg_gradcheck_nodes on one recording of f names the node that is wrong.
  *
  * The check never skips silently: no input that needs a gradient, nothing to compare (the output or

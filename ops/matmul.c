@@ -44,14 +44,16 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (m == 0 || n == 0) return;
     if (m * n * k <= GEMM_TINY) {
+        /* A(i,l) = A[i sai + l sal], B(l,j) = B[l sbl + j sbj]: the strides fixed before the loops */
+        int64_t sai = ta ? 1 : lda, sal = ta ? lda : 1, sbl = tb ? 1 : ldb, sbj = tb ? ldb : 1;
         TG__DISPATCH(dt, {
             const T *a = A, *b = B;
             T *c = C;
             for (int64_t i = 0; i < m; i++)
                 for (int64_t j = 0; j < n; j++) {
+                    const T *ai = a + i * sai, *bj = b + j * sbj;
                     T sum = 0;
-                    for (int64_t l = 0; l < k; l++)
-                        sum += a[ta ? l * lda + i : i * lda + l] * b[tb ? j * ldb + l : l * ldb + j];
+                    for (int64_t l = 0; l < k; l++) sum += ai[l * sal] * bj[l * sbl];
                     c[i * ldc + j] = beta == 0 ? sum : (T)beta * c[i * ldc + j] + sum; /* beta 0 reads nothing */
                 }
         });

@@ -820,6 +820,38 @@ Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
     inputs_free(in, 3);
 }
 
+/* The proof that backwards add runs in the check's first backward pass only: a full-mode check of an op
+   with 3 outputs makes two passes per row of the Jacobian, 6 calls of its backward and one more for the
+   proof; fast mode makes two passes, 3 calls. (Proving in every pass made them 12 and 4.) */
+static int64_t counted_calls;
+static tg_status counted_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout, void *const *grads,
+                                  void *user) {
+    counted_calls++;
+    return softplus_backward(in, n, out, gout, grads, user);
+}
+static const tg_op_def COUNTED = {"softplus", tt_same_shape, softplus_forward, counted_backward};
+static tg_tensor *f_counted(tg_tape *t, tg_tensor *const *in, void *ctx) {
+    tg_tensor *x = in[0];
+    return tg_custom(t, &COUNTED, &x, 1, ctx);
+}
+
+Test(gradcheck, the_proof_that_backwards_add_runs_in_the_first_pass_only) {
+    tg_tensor *x = TT_RAND(TG_F64, 1, 5, 3);
+    tg_gradcheck_report r;
+    counted_calls = 0;
+    cr_expect(tg_gradcheck(f_counted, NULL, &x, 1, NULL, &r), "%s", r.message);
+    cr_expect_eq(counted_calls, 7);
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.fast = 1;
+    counted_calls = 0;
+    cr_expect(tg_gradcheck(f_counted, NULL, &x, 1, &o, &r), "%s", r.message);
+    cr_expect_eq(counted_calls, 3);
+    int wrong = 1; /* and the proof still fails an overwriting backward used once */
+    cr_expect_not(tg_gradcheck(f_counted, &wrong, &x, 1, NULL, &r));
+    cr_expect(strstr(r.message, "backward of softplus (node 0) overwrites its gradient of input 0"), "%s", r.message);
+    tg_tensor_free(x);
+}
+
 /* A wrong value in one op of a chain: the whole-function check says input and element, the per-node check
    names the node, and the recording's own backward is as it would have been. */
 static tg_status softplus_backward_off(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *gout,
