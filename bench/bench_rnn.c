@@ -209,6 +209,7 @@ typedef struct {
     int threads;
     double bound, ms[2], peak[2], mallocs[2]; /* [0] checks on (TG_CHECK_SAVED), [1] off */
     double ratio[2], on_off;                  /* medians of each repetition's ms[k] / bound and ms[0] / ms[1] */
+    double t_ratio;                           /* with a base workload: the median of ms[0] / its ms[0] */
 } row;
 
 /* Environment that changes what is measured, printed beside every figure. */
@@ -217,9 +218,12 @@ static const char *env_or(const char *name, const char *dflt) {
     return v && *v ? v : dflt;
 }
 
-static row bench_workload(const workload *w, int threads, int min_reps, double budget_ms) {
+/* A row: each repetition runs the bound, a step with checks and one without, in turns; with base, also a
+   step of base with checks, for t_ratio (the T-linearity: both Ts in the same repetition, so that the
+   machine's drift, 20 % on the bound within minutes here, cancels). */
+static row bench_workload(const workload *w, const workload *base, int threads, int min_reps, double budget_ms) {
     openblas_set_num_threads(threads);
-    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}, {0, 0}, 0};
+    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}, {0, 0}, 0, NAN};
     problem p = problem_new(TG_F32, w->N, w->T, w->H, w->H);
     gemms g = gemms_new(w->N, w->T, w->H, w->H);
     tg_tape *tape[2];
@@ -232,19 +236,35 @@ static row bench_workload(const workload *w, int threads, int min_reps, double b
         step(tape[k], &p, &r.peak[k]);
         r.mallocs[k] = (double)(tg__alloc_count() - before);
     }
+    problem pb = {0};
+    tg_tape *tb = NULL;
+    double peak;
+    if (base) {
+        pb = problem_new(TG_F32, base->N, base->T, base->H, base->H);
+        if (!(tb = tg_tape_new())) die("tg_tape_new");
+        tg_tape_set_checks(tb, TG_CHECK_SAVED);
+        step(tb, &pb, &peak), step(tb, &pb, &peak);
+    }
     bound_run(&g);
-    static double v[3][MAX_REPS], q[3][MAX_REPS];
+    static double v[4][MAX_REPS], q[4][MAX_REPS];
     int n = 0;
-    double start = now_ms(), peak;
+    double start = now_ms();
     while (n < MAX_REPS && (n < min_reps || now_ms() - start < budget_ms)) {
         for (int j = 0; j < 3; j++) { /* the order turns each repetition */
             int which = (j + n) % 3;
             v[which][n] = which == 2 ? bound_run(&g) : step(tape[which], &p, &peak);
         }
+        if (base) v[3][n] = step(tb, &pb, &peak);
         n++;
     }
     for (int i = 0; i < n; i++) q[0][i] = v[0][i] / v[2][i], q[1][i] = v[1][i] / v[2][i], q[2][i] = v[0][i] / v[1][i];
     r.ratio[0] = median(q[0], n), r.ratio[1] = median(q[1], n), r.on_off = median(q[2], n);
+    if (base) {
+        for (int i = 0; i < n; i++) q[3][i] = v[0][i] / v[3][i];
+        r.t_ratio = median(q[3], n);
+        tg_tape_free(tb);
+        problem_free(&pb);
+    }
     r.ms[0] = median(v[0], n), r.ms[1] = median(v[1], n), r.bound = median(v[2], n);
     tg_tape_free(tape[0]), tg_tape_free(tape[1]);
     gemms_free(&g);
@@ -394,7 +414,9 @@ int main(int argc, char **argv) {
         int long_run = !strcmp(ws[i].name, "W2-T256");
         for (int th = 1; th <= 2; th++) {
             if (long_run && th == 1) continue; /* the T-linearity row: 2 threads, as W2's target row */
-            row r = bench_workload(&ws[i], th, long_run ? 5 : min_reps, quick ? 0 : long_run ? 3000 : 5000);
+            /* the long row's base is the workload before it: W2 */
+            row r = bench_workload(&ws[i], long_run ? &ws[i - 1] : NULL, th, long_run ? 5 : min_reps,
+                                   quick ? 0 : long_run ? 3000 : 5000);
             double flop = 6.0 * (double)r.N * (double)r.H * (double)(r.H + r.D) * (double)r.T;
             printf("%-8s %4lld %4lld %4lld %3d | %9.3f %9.3f %9.3f | %6.2f %6.2f %6.3f | %7.1f %7.1f | %8.2f %8.2f | "
                    "%5.0f %5.0f\n", r.workload, (long long)r.N, (long long)r.T, (long long)r.H, r.threads, r.bound,
@@ -412,7 +434,12 @@ int main(int argc, char **argv) {
     printf("\n# tape overhead per op (forward + backward, 1-element tg_mul chain of 1000, 1 OpenBLAS thread): %.1f ns "
            "with checks, "
            "%.1f ns without; mallocs per warm chain: %.0f, %.0f\n", ns[0], ns[1], om[0], om[1]);
-    printf("# full-mode tg_gradcheck of TimeRNN N 2 T 5 D 3 H 4, f64, 1 OpenBLAS thread: %.3f ms\n\n", gc);
+    printf("# full-mode tg_gradcheck of TimeRNN N 2 T 5 D 3 H 4, f64, 1 OpenBLAS thread: %.3f ms\n", gc);
+    for (int i = 0; i < nr; i++)
+        if (!isnan(rows[i].t_ratio))
+            printf("# linear in T: a %s step takes %.2fx a W2 step (checks on, %d threads, both in each repetition)\n",
+                   rows[i].workload, rows[i].t_ratio, rows[i].threads);
+    printf("\n");
 
     for (int i = 0; i < nr; i++) {
         const row *r = &rows[i];
@@ -430,5 +457,9 @@ int main(int argc, char **argv) {
         printf("{\"bench\": \"tapegrad\", \"what\": \"overhead\", \"checks\": \"%s\", \"ns_per_op\": %.2f, "
                "\"mallocs_per_step\": %.0f}\n", k ? "off" : "saved", ns[k], om[k]);
     printf("{\"bench\": \"tapegrad\", \"what\": \"gradcheck\", \"threads\": 1, \"ms\": %.4f}\n", gc);
+    for (int i = 0; i < nr; i++)
+        if (!isnan(rows[i].t_ratio))
+            printf("{\"bench\": \"tapegrad\", \"what\": \"t_linearity\", \"workload\": \"%s\", \"base\": \"W2\", "
+                   "\"threads\": %d, \"ratio\": %.4f}\n", rows[i].workload, rows[i].threads, rows[i].t_ratio);
     return 0;
 }
