@@ -1,7 +1,8 @@
 /* libFuzzer target: the op front door. The bytes are a program of public calls on a few slots: tensors
  * of any dtype (i64 included), rank and dims; every op, with arbitrary axes, indices, counts, scalars and
  * dtypes; backward with and without grad_out; resets, after which the slots still hold the ended
- * recording's outputs and keep feeding them to calls; accessors; a TimeRNN's state and forward; two tapes.
+ * recording's outputs and keep feeding them to calls; accessors; the RNN, LSTM and GRU cells, and a
+ * TimeRNN's, TimeLSTM's and TimeGRU's state and forward; two tapes.
  * A failed call must leave a status and a message naming the function. Memory errors are ASan's to see,
  * and it sees reads of ended recordings' data: the arena poisons its chunks at each reset (core/tape.c).
  * A tensor holds at most 2^18 elements, 2 MiB in f64: past the arena's first 1 MiB chunk, so recordings
@@ -51,6 +52,10 @@ typedef struct {
     tg_tensor *leaves[MAX_LEAVES]; /* freed at the end, after the tapes: their recordings hold them */
     int n_leaves;
     tg_time_rnn *rnn;
+    tg_time_lstm *lstm;
+    tg_time_gru *gru;
+    tg_tensor *lw[3], *gw[3]; /* the LSTM's and the GRU's Wx, Wh, b: D 3, H 4, as the RNN's */
+    tg_tensor *x2, *h2, *c2;  /* a step's x (2,3), h and c (2,4) for them, which random shapes seldom are */
     tg_rng rng;
     int64_t budget;
     FILE *devnull;
@@ -208,8 +213,33 @@ static void unary(vm *m, bytes *b) {
     op_result(m, b, y, fn);
 }
 
+/* A cell, the kind from bits 1-2 of the tape's byte (0, an RNN cell, as inputs written before the LSTM and
+   GRU were fuzzed meant there): x, h_prev and (LSTM) c_prev from the slots; the weights from the slots too,
+   or on bit 3 the VM's own, of the shapes the cells want; on bits 4 and 5 its own x, and h and c. The
+   outputs go to the slots, so that cells chain. */
+static tg_tensor *cell(vm *m, bytes *b, tg_tape *tape, unsigned tb, tg_tensor *x, tg_tensor *h, tg_tensor *c,
+                       const char **fn) {
+    unsigned kind = (tb >> 1) & 3, own = (tb >> 3) & 1;
+    tg_tensor *p4 = pick(m, b), *p5 = pick(m, b);
+    if (kind == 0 || kind == 3) return *fn = "tg_rnn_cell", tg_rnn_cell(tape, x, h, c, p4, p5);
+    if ((tb >> 4) & 1) x = m->x2;
+    if ((tb >> 5) & 1) h = m->h2, c = m->c2;
+    if (kind == 2) {
+        *fn = "tg_gru_cell";
+        return own ? tg_gru_cell(tape, x, h, m->gw[0], m->gw[1], m->gw[2]) : tg_gru_cell(tape, x, h, c, p4, p5);
+    }
+    tg_tensor *c_next = NULL, *p6 = pick(m, b);
+    *fn = "tg_lstm_cell";
+    tg_tensor *h_next = own ? tg_lstm_cell(tape, x, h, c, m->lw[0], m->lw[1], m->lw[2], &c_next)
+                            : tg_lstm_cell(tape, x, h, c, p4, p5, p6, &c_next);
+    fuzz_expect(!h_next == !c_next, "tg_lstm_cell's two outputs");
+    if (c_next) put(m, b, c_next);
+    return h_next;
+}
+
 static void binary(vm *m, bytes *b) {
-    tg_tape *tape = m->tapes[u8(b) & 1];
+    unsigned tb = u8(b);
+    tg_tape *tape = m->tapes[tb & 1];
     unsigned which = u8(b) % 9;
     tg_tensor *x = pick(m, b), *w = pick(m, b), *c = pick(m, b), *y = NULL;
     int64_t ignore = larg(b);
@@ -229,7 +259,7 @@ static void binary(vm *m, bytes *b) {
     case 5: fn = "tg_linear", y = tg_linear(tape, x, w, c); break;
     case 6: fn = "tg_embedding", y = tg_embedding(tape, x, w); break;
     case 7: fn = "tg_cross_entropy", y = tg_cross_entropy(tape, x, w, ignore); break;
-    default: fn = "tg_rnn_cell", y = tg_rnn_cell(tape, x, w, c, pick(m, b), pick(m, b)); break;
+    default: y = cell(m, b, tape, tb, x, w, c, &fn); break;
     }
     op_result(m, b, y, fn);
 }
@@ -299,20 +329,40 @@ static void accessors(vm *m, bytes *b) {
     }
 }
 
+/* A Time layer, the kind from bits 1-2 of the tape's byte as for the cells. */
 static void rnn(vm *m, bytes *b) {
-    unsigned which = u8(b) % 5;
-    tg_tape *tape = m->tapes[u8(b) & 1];
+    unsigned which = u8(b) % 5, tb = u8(b), kind = (tb >> 1) & 3;
+    tg_tape *tape = m->tapes[tb & 1];
     tg_tensor *t = pick(m, b);
     tg_clear_error();
     switch (which) {
     case 0:
-        if (tg_time_rnn_set_state(m->rnn, t)) fuzz_failed("tg_time_rnn_set_state", "tg_time_rnn_set_state: ");
+        if (kind == 1) {
+            if (tg_time_lstm_set_state(m->lstm, t, pick(m, b)))
+                fuzz_failed("tg_time_lstm_set_state", "tg_time_lstm_set_state: ");
+        } else if (kind == 2) {
+            if (tg_time_gru_set_state(m->gru, t)) fuzz_failed("tg_time_gru_set_state", "tg_time_gru_set_state: ");
+        } else if (tg_time_rnn_set_state(m->rnn, t)) {
+            fuzz_failed("tg_time_rnn_set_state", "tg_time_rnn_set_state: ");
+        }
         break;
-    case 1: op_result(m, b, tg_time_rnn_forward(tape, m->rnn, t), "tg_time_rnn_forward"); break;
-    case 2: tg_time_rnn_reset_state(m->rnn); break;
-    case 3: (void)tg_time_rnn_dh(m->rnn); break;
+    case 1:
+        if (kind == 1) op_result(m, b, tg_time_lstm_forward(tape, m->lstm, t), "tg_time_lstm_forward");
+        else if (kind == 2) op_result(m, b, tg_time_gru_forward(tape, m->gru, t), "tg_time_gru_forward");
+        else op_result(m, b, tg_time_rnn_forward(tape, m->rnn, t), "tg_time_rnn_forward");
+        break;
+    case 2:
+        if (kind == 1) tg_time_lstm_reset_state(m->lstm);
+        else if (kind == 2) tg_time_gru_reset_state(m->gru);
+        else tg_time_rnn_reset_state(m->rnn);
+        break;
+    case 3:
+        if (kind == 1) (void)tg_time_lstm_dh(m->lstm), (void)tg_time_lstm_dc(m->lstm);
+        else if (kind == 2) (void)tg_time_gru_dh(m->gru);
+        else (void)tg_time_rnn_dh(m->rnn);
+        break;
     default: {
-        /* an input the layer takes, (N,T,3) in f64, which random shapes seldom are */
+        /* an input the layers take, (N,T,3) in f64, which random shapes seldom are */
         int64_t shape[3] = {dims[u8(b) % 8], dims[1 + u8(b) % 7], 3};
         if (m->n_leaves == MAX_LEAVES) break;
         tg_tensor *xs = tg_tensor_new(TG_F64, 3, shape);
@@ -322,6 +372,15 @@ static void rnn(vm *m, bytes *b) {
         break;
     }
     }
+}
+
+/* (d0, d1) or (d0,) f64 parameters, uniform in [-1, 1], kept as leaves. */
+static tg_tensor *weight(vm *m, int ndim, int64_t d0, int64_t d1, uint64_t *seed) {
+    int64_t shape[2] = {d0, d1};
+    tg_tensor *t = tg_param_new(TG_F64, ndim, shape);
+    fuzz_expect(t && tg_tensor_fill_uniform(t, -1, 1, seed) == TG_OK, "setup");
+    m->leaves[m->n_leaves++] = t;
+    return t;
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
@@ -341,6 +400,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     fuzz_expect(m.rnn != NULL, "setup");
     m.leaves[m.n_leaves++] = Wx, m.leaves[m.n_leaves++] = Wh, m.leaves[m.n_leaves++] = bias;
     m.slot[0] = Wx, m.slot[1] = Wh, m.slot[2] = bias;
+    m.lw[0] = weight(&m, 2, 3, 16, &seed), m.lw[1] = weight(&m, 2, 4, 16, &seed), m.lw[2] = weight(&m, 1, 16, 0, &seed);
+    m.gw[0] = weight(&m, 2, 3, 12, &seed), m.gw[1] = weight(&m, 2, 4, 12, &seed), m.gw[2] = weight(&m, 1, 12, 0, &seed);
+    m.lstm = tg_time_lstm_new(m.lw[0], m.lw[1], m.lw[2], 1); /* one stateful layer, one not */
+    m.gru = tg_time_gru_new(m.gw[0], m.gw[1], m.gw[2], 0);
+    fuzz_expect(m.lstm && m.gru, "setup");
+    m.x2 = weight(&m, 2, 2, 3, &seed), m.h2 = weight(&m, 2, 2, 4, &seed), m.c2 = weight(&m, 2, 2, 4, &seed);
 
     for (int steps = 0; b.p < b.end && steps < 256 && m.budget > 0; steps++) {
         unsigned op = u8(&b) % 12;
@@ -371,6 +436,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     tg_tape_free(m.tapes[0]);
     tg_tape_free(m.tapes[1]);
     tg_time_rnn_free(m.rnn);
+    tg_time_lstm_free(m.lstm);
+    tg_time_gru_free(m.gru);
     for (int i = 0; i < m.n_leaves; i++) tg_tensor_free(m.leaves[i]);
     fclose(m.devnull);
     tg_clear_error();
