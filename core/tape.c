@@ -104,6 +104,7 @@ struct tg_tape {
     chunk *chunks;          /* newest first; allocation takes from the head */
     fp_slot *fp_slots;      /* saved leaves: open addressing, a power of two long, kept across resets */
     size_t n_slots, n_leaves; /* n_leaves: this recording's leaves in the table */
+    fp_slot last_leaf;      /* the leaf saved last, found without a call: a weight every step saves */
     fingerprint *fps;       /* this recording's fingerprints, kept across resets */
     uint32_t n_fp, cap_fp;
     struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
@@ -483,7 +484,7 @@ static uint32_t fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node) {
             tg__free(old);
         }
         slot = &tape->fp_slots[slot_of(tape, t)];
-        if (slot->gen == tape->gen) return slot->fp;
+        if (slot->gen == tape->gen) return tape->last_leaf = *slot, slot->fp;
     }
     if (tape->n_fp == tape->cap_fp) {
         uint32_t cap = tape->cap_fp ? 2 * tape->cap_fp : 256;
@@ -495,7 +496,7 @@ static uint32_t fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node) {
     }
     tape->fps[tape->n_fp++] = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
     tape->n_hashed++;
-    if (slot) *slot = (fp_slot){t, tape->n_fp, tape->gen}, tape->n_leaves++;
+    if (slot) *slot = (fp_slot){t, tape->n_fp, tape->gen}, tape->n_leaves++, tape->last_leaf = *slot;
     else t->fp = tape->n_fp;
     return tape->n_fp;
 }
@@ -533,7 +534,8 @@ static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op 
     uint32_t *fp = check ? (uint32_t *)(ins + n_ptr) : NULL;
     for (int i = 0; i < n_saved; i++) {
         if (saved[i]->tape) saved[i]->flags |= TG__SAVED; /* tg__tape_release leaves these alone */
-        if (check && !(fp[i] = fingerprint_of(tape, saved[i], tape->n_nodes)))
+        if (check && !(fp[i] = saved[i] == tape->last_leaf.t && tape->last_leaf.gen == tape->gen
+                                   ? tape->last_leaf.fp : fingerprint_of(tape, saved[i], tape->n_nodes)))
             return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     }
 

@@ -126,6 +126,24 @@ Test(tape, a_modified_saved_scalar_fails_backward) {
             }
 }
 
+/* The last leaf fingerprinted is found again without the table, but only within its recording: after a
+   reset, a weight saved again is hashed again, and a write to it before that recording's backward fails. */
+Test(tape, a_leaf_saved_again_after_a_reset_is_verified_in_the_new_recording) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 1, 3), *w = TT_RAND(TG_F64, 1, 2, 3);
+    tg_tensor *L = tg_sum(tape, tg_mul(tape, x, w)); /* w the last leaf saved */
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_OK, "%s", tg_last_error());
+    tg_tape_reset(tape);
+    ((double *)tg_tensor_data(w))[0] += 0.5;         /* an optimizer's step between recordings: fine */
+    L = tg_sum(tape, tg_mul(tape, tg_tanh(tape, x), w)); /* tanh's output takes the first fingerprint */
+    cr_assert(L, "%s", tg_last_error());
+    ((double *)tg_tensor_data(w))[1] += 0.5;         /* a step before backward: caught */
+    cr_expect_eq(tg_backward(tape, L, NULL), TG_EMODIFIED);
+    tt_expect_error(TG_EMODIFIED, "tensor of shape (3,) that mul (node 1) saved for backward was modified");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(w);
+}
+
 Test(tape, a_modified_saved_tensor_fails_backward) {
     tg_tape *tape = tg_tape_new();
     tg_tensor *x = TT_RAND(TG_F64, 0, 1, 4, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 2), *b = TT_RAND(TG_F64, 1, 3, 2);
