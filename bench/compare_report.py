@@ -25,8 +25,8 @@ out = [f"Machine: {machine}; {date}; load average at the end {load}. Threads as 
        "openblas_set_num_threads; NumPy: OPENBLAS_NUM_THREADS; PyTorch: torch.set_num_threads). Allocators: "
        "tapegrad's arena; glibc malloc for NumPy; PyTorch's CPU allocator; glibc tunables at their defaults. "
        "f32, D = H, xs needing a gradient; medians, ms per training step (forward + backward). tapegrad's "
-       "ratios (to the bound, and the checks' cost) are medians of each repetition's own ratio: a repetition "
-       "runs the bound, checks on and checks off back to back, so its ratio cancels the machine's drift.", "",
+       "ratios (to the bound, the checks' cost, and T 256 to T 64) are medians of each repetition's own ratio: a "
+       "repetition runs what it compares back to back, so its ratio cancels the machine's drift.", "",
        "| workload | thr | bound ms | tapegrad ms, checks / off | / bound, checks / off | checks cost | GFLOP/s "
        "| NumPy seed ms | nn.RNN ms | torch ops ms | tapegrad / NumPy | peak MiB, tapegrad / NumPy | mallocs/step |",
        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
