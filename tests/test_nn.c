@@ -522,3 +522,57 @@ Test(rng, xavier_bounds_and_errors) {
     tt_expect_error(TG_ESHAPE, "tg_init_xavier: W is (0,0)");
     tg_tensor_free(W), tg_tensor_free(wi), tg_tensor_free(w1), tg_tensor_free(w00);
 }
+
+/* ---- rows longer than the vector exps' chunk (256): 600 classes, two chunks and a part ---- */
+
+#define LV 600
+static long double long_log_softmax(const double *row, int j) {
+    long double m = row[0], s = 0;
+    for (int k = 1; k < LV; k++) m = row[k] > m ? row[k] : m;
+    for (int k = 0; k < LV; k++) s += expl(row[k] - m);
+    return row[j] - m - logl(s);
+}
+
+static tg_tensor *f_long_rows(tg_tape *t, tg_tensor *const *in, void *ctx) {
+    tg_tensor *targets = ctx;
+    tg_tensor *a = tg_sum(t, tg_mul(t, tg_softmax(t, in[0], -1), in[1]));
+    tg_tensor *b = tg_sum(t, tg_mul(t, tg_log_softmax(t, in[0], 1), in[1]));
+    return tg_add(t, tg_add(t, a, b), tg_cross_entropy(t, in[0], targets, -1));
+}
+
+Test(nn, softmax_and_cross_entropy_over_rows_longer_than_a_chunk) {
+    tg_tensor *x = TT_RAND(TG_F64, 1, 11, 2, LV), *c = TT_RAND(TG_F64, 0, 12, 2, LV);
+    tg_tensor *t = i64_from(1, TT_SHAPE(2), (int64_t[]){256, LV - 1});
+    for (int64_t i = 0; i < 2 * LV; i++) tg_tensor_set(x, i, 6 * tg_tensor_get(x, i)); /* some far below the max */
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *ls = tg_log_softmax(tape, x, -1), *sm = tg_softmax(tape, x, -1), *L = tg_cross_entropy(tape, x, t, -1);
+    cr_assert(ls && sm && L, "%s", tg_last_error());
+    const double *px = tg_tensor_data(x);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < LV; j++) {
+            long double want = long_log_softmax(px + r * LV, j);
+            cr_expect(close12(tg_tensor_get(ls, r * LV + j), want), "log_softmax[%d][%d]", r, j);
+            cr_expect(close12(tg_tensor_get(sm, r * LV + j), expl(want)), "softmax[%d][%d]", r, j);
+        }
+    long double want = -(long_log_softmax(px, 256) + long_log_softmax(px + LV, LV - 1)) / 2;
+    cr_expect(close12(tg_tensor_get(L, 0), want), "loss %.17g, want %.17Lg", tg_tensor_get(L, 0), want);
+    /* f32: the exps are f32's vector ones, the sums in double */
+    tg_tensor *x32 = tg_tensor_new(TG_F32, 2, TT_SHAPE(2, LV));
+    for (int64_t i = 0; i < 2 * LV; i++) tg_tensor_set(x32, i, px[i]);
+    tg_tensor *ls32 = tg_log_softmax(tape, x32, -1), *sm32 = tg_softmax(tape, x32, -1);
+    cr_assert(ls32 && sm32, "%s", tg_last_error());
+    const float *q = tg_tensor_data(x32);
+    double row[LV];
+    for (int k = 0; k < LV; k++) row[k] = q[LV + k];
+    for (int j = 0; j < LV; j++) {
+        long double w = long_log_softmax(row, j);
+        cr_expect(fabsl(tg_tensor_get(ls32, LV + j) - w) <= 2e-6L * fmaxl(1, fabsl(w)), "f32 log_softmax[1][%d]", j);
+        cr_expect(fabsl(tg_tensor_get(sm32, LV + j) - expl(w)) <= 2e-6L * expl(w), "f32 softmax[1][%d]", j);
+    }
+    tg_tape_free(tape);
+    /* and every backward of the three, through the whole Jacobian */
+    tg_gradcheck_report rep;
+    tg_tensor *in[2] = {x, c};
+    cr_expect(tg_gradcheck(f_long_rows, t, in, 2, NULL, &rep), "%s", rep.message);
+    tg_tensor_free(x), tg_tensor_free(c), tg_tensor_free(t), tg_tensor_free(x32);
+}
