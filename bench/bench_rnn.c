@@ -396,8 +396,7 @@ int main(int argc, char **argv) {
     printf("# memory: the tape's arena (tg__malloc, 64-byte aligned, kept across resets); glibc malloc tunables: %s;"
            " OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s\n", alloc, env_or("OPENBLAS_CORETYPE", "unset"),
            env_or("OPENBLAS_NUM_THREADS", "unset"));
-    double below = tg__gemm_one_thread_below(openblas_get_corename(), getenv("OPENBLAS_NUM_THREADS") ||
-                                             getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS"));
+    double below = tg__gemm_one_thread_below_now();
     if (below > 0)
         printf("# threads: OpenBLAS kernel %s; tapegrad runs GEMMs below %.3g multiply-adds on one thread\n",
                openblas_get_corename(), below);

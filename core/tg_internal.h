@@ -196,6 +196,8 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
 /* The multiply-adds below which tg__gemm runs a GEMM on one OpenBLAS thread, for the kernel OpenBLAS chose
    (openblas_get_corename) and whether the user set a thread count: 0 leaves OpenBLAS's own split. */
 double tg__gemm_one_thread_below(const char *core, int user_chose);
+/* The same for this process: OpenBLAS's kernel and the environment, read once. */
+double tg__gemm_one_thread_below_now(void);
 
 /* A buffer of at least bytes kept with the list until tg_params_free (core/train.c): the packed
    gradients of tg_mpi_allreduce_grads. NULL on TG_ENOMEM (no message). */

@@ -23,7 +23,7 @@ double tg__gemm_one_thread_below(const char *core, int user_chose) {
     return direct && !user_chose ? 3e6 : 0;
 }
 
-static double one_thread_below(void) {
+double tg__gemm_one_thread_below_now(void) {
     static _Atomic double below = -1;
     double b = atomic_load_explicit(&below, memory_order_relaxed);
     if (b < 0) {
@@ -59,7 +59,8 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
         });
         return;
     }
-    int threads = (double)m * (double)n * (double)k < one_thread_below() ? openblas_get_num_threads() : 1;
+    int threads =
+        (double)m * (double)n * (double)k < tg__gemm_one_thread_below_now() ? openblas_get_num_threads() : 1;
     if (threads > 1) openblas_set_num_threads(1);
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     enum CBLAS_TRANSPOSE A_t = ta ? CblasTrans : CblasNoTrans, B_t = tb ? CblasTrans : CblasNoTrans;
