@@ -35,7 +35,7 @@
 #include <time.h>
 #include <cblas.h>
 #include "tapegrad.h"
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 #define MAX_REPS 200
 

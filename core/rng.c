@@ -1,6 +1,7 @@
 /* Random numbers: xoshiro256** seeded through splitmix64; uniform, normal, and fills. */
 #include <math.h>
 #include "tg_internal.h"
+#include "tg_rng.h"
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);

@@ -2,161 +2,7 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include <xxhash.h>
-#include "tg_internal.h"
-#include "vmath.h"
-
-/* Redzones. Every arena block is one slice of a big malloc, so a write one past a block's end lands in
-   the next block, where neither AddressSanitizer nor valgrind can see it. Instrumented runs leave a
-   poisoned gap after each block and poison what is not handed out (the rest of a chunk, and every
-   chunk after a reset, so a kept output's data reads as poisoned too). The valgrind requests are compiled
-   in whenever the header exists; the blocks every op takes mark themselves only when the tape has
-   redzones (under either tool), as a request costs some twenty instructions even outside valgrind. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TG__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TG__ASAN 1
-#endif
-#endif
-#ifdef TG__ASAN
-#include <sanitizer/asan_interface.h>
-#else
-#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
-#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
-#endif
-#ifdef TG_HAVE_VALGRIND
-#include <valgrind/memcheck.h>
-#else
-#define VALGRIND_MAKE_MEM_NOACCESS(p, n) 0
-#define VALGRIND_MAKE_MEM_UNDEFINED(p, n) 0
-#define RUNNING_ON_VALGRIND 0
-#endif
-
-/* Forced inlining where the compiler declines: tg__apply's parts, specialised for the input count, and
-   check_saved, called from two places in run_node (a call there cost 5 % of an op's tape overhead). */
-#if defined(__GNUC__)
-#define TG__INLINE inline __attribute__((always_inline))
-#else
-#define TG__INLINE inline
-#endif
-
-static void poison(void *p, size_t n) {
-    ASAN_POISON_MEMORY_REGION(p, n);
-    (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
-}
-
-static void unpoison(void *p, size_t n) {
-    ASAN_UNPOISON_MEMORY_REGION(p, n);
-    (void)VALGRIND_MAKE_MEM_UNDEFINED(p, n);
-}
-
-/* Arena chunks hold op outputs' data and gradients. Tensor headers live apart, in blocks that are
-   never freed before the tape, in two pools that successive recordings alternate between: an output
-   kept past a reset (the last step's h, say) still reads its own header, whose gen no longer matches,
-   and is refused instead of silently standing for whatever the new recording put in its place. */
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, used;
-    char *base; /* CHUNK_HEAD bytes past the chunk's start, so 64-byte aligned as the malloc is */
-} chunk;
-
-#define HEADER_BLOCK 256
-typedef struct header_block {
-    struct header_block *next;
-    tg_tensor t[HEADER_BLOCK];
-} header_block;
-
-typedef struct {
-    header_block *first, *cur; /* cur: the block being handed out; NULL before the first */
-    int used;                  /* headers taken from cur */
-} header_pool;
-
-/* An intermediate's gradient is dead once its node's backward has run (every node that adds to it comes
-   later on the tape): backward hands its block to the next gradient of the same size instead of taking new
-   memory, so that a T-step RNN's per-step gradients take a few blocks, not T. The data of a layer's
-   intermediates that no node saved goes the same way (tg__tape_release), to the next output or gradient of
-   its size. Lists per power of two, exact sizes within. */
-typedef struct spare {
-    struct spare *next;
-    size_t size;
-} spare;
-enum { SPARE_CLASSES = 48 };
-
-/* A saved tensor's fingerprint, one per tensor per recording however many nodes save it: a weight saved by
-   the T matmuls of an RNN is hashed when first saved and checked once in backward, not T times each way.
-   An output finds its fingerprint through its header (t->fp); a leaf, which several threads' tapes may
-   save at once, through the tape's table, which then holds only the few leaves a recording saves. */
-typedef struct {
-    const tg_tensor *t;
-    uint64_t hash;
-    int64_t node; /* the first node that saved it, which messages name */
-    int checked;  /* by this recording's backward */
-} fingerprint;
-
-typedef struct {
-    const tg_tensor *t;
-    uint32_t fp;  /* 1 + the fingerprint's index */
-    uint64_t gen; /* the slot is empty unless this is the tape's gen: a reset empties the table in O(1) */
-} fp_slot;
-
-struct tg_tape {
-    chunk *chunks;          /* newest first; allocation takes from the head */
-    fp_slot *fp_slots;      /* saved leaves: open addressing, a power of two long, kept across resets */
-    size_t n_slots, n_leaves; /* n_leaves: this recording's leaves in the table */
-    fp_slot last_leaf;      /* the leaf saved last, found without a call: a weight every step saves */
-    fingerprint *fps;       /* this recording's fingerprints, kept across resets */
-    uint32_t n_fp, cap_fp;
-    struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
-    void *scratch;          /* tg__node_backward's proof that a backward adds */
-    size_t scratch_size;
-    int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
-    header_pool headers[2]; /* even and odd recordings */
-    tg__node *nodes;
-    int64_t n_nodes, cap_nodes;
-    unsigned checks;
-    int check_accumulate; /* gradient checks: prove every backward adds (tg__node_backward) */
-    int grad_enabled; /* 0: ops compute and record nothing (tg_tape_set_grad_enabled) */
-    uint64_t gen;  /* bumped by every reset */
-    int done;      /* backward has run on this recording */
-    int64_t n_retained; /* outputs of this recording tg_retain_grad marked */
-    size_t redzone; /* poisoned bytes after each block: REDZONE under ASan or valgrind, else 0 */
-};
-
-static int spare_class(size_t bytes) {
-    int log2 = bytes ? 63 - __builtin_clzll((unsigned long long)bytes) : 0;
-    return log2 < SPARE_CLASSES ? log2 : SPARE_CLASSES - 1;
-}
-
-static size_t block_bytes(const tg_tensor *t) { return ((size_t)t->numel * tg__dsize(t->dtype) + 63) & ~(size_t)63; }
-
-/* A spare block of exactly bytes (a multiple of 64), or NULL. */
-/* A spare block of exactly `bytes` (a multiple of 64) for `size` bytes of data, or NULL. Under the
-   sanitizers a spare is poisoned but for its list header, and handed out unpoisoned for `size` bytes
-   only: a kernel writing past its output in a reused block is caught as in a fresh one. */
-static inline void *spare_take(tg_tape *tape, size_t bytes, size_t size) {
-    for (spare **p = &tape->spares[spare_class(bytes)]; bytes && *p; p = &(*p)->next)
-        if ((*p)->size == bytes) {
-            spare *s = *p;
-            *p = s->next;
-            if (tape->redzone) poison(s, bytes), unpoison(s, size);
-            return s;
-        }
-    return NULL;
-}
-
-/* Blocks too small for the list header are not reused: they cost nothing to leave. */
-static void spare_put(tg_tape *tape, void *block, size_t bytes) {
-    if (bytes < sizeof(spare)) return;
-    if (tape->redzone) unpoison(block, sizeof(spare));
-    spare *s = block;
-    s->size = bytes;
-    s->next = tape->spares[spare_class(bytes)];
-    tape->spares[spare_class(bytes)] = s;
-    if (tape->redzone) poison((char *)block + sizeof(spare), bytes - sizeof(spare));
-}
-
-enum { MIN_CHUNK = 1 << 20, CHUNK_HEAD = 64, REDZONE = 64 };
+#include "arena.h"
 
 tg_tape *tg_tape_new(void) {
     tg_tape *tape = tg__calloc(sizeof *tape);
@@ -175,23 +21,6 @@ tg_tape *tg_tape_new(void) {
     return tape;
 }
 
-static chunk *new_chunk(size_t size, chunk *next) {
-    chunk *c = tg__malloc(CHUNK_HEAD + size);
-    if (!c) return NULL;
-    *c = (chunk){.next = next, .size = size, .base = (char *)c + CHUNK_HEAD};
-    poison(c->base, size);
-    return c;
-}
-
-static void free_chunks(chunk *c) {
-    while (c) {
-        chunk *next = c->next;
-        unpoison(c->base, c->size); /* the allocator may hand these bytes out again, to anyone */
-        tg__free(c);
-        c = next;
-    }
-}
-
 void tg_tape_reset(tg_tape *tape) {
     if (!tape) return;
     /* A recording that outgrew one chunk is merged into one chunk of the total size, so the next
@@ -199,8 +28,8 @@ void tg_tape_reset(tg_tape *tape) {
     if (tape->chunks && tape->chunks->next) {
         size_t total = 0;
         for (chunk *c = tape->chunks; c; c = c->next) total += c->size;
-        free_chunks(tape->chunks);
-        tape->chunks = new_chunk(total, NULL); /* on failure the next recording starts growing again */
+        tg__free_chunks(tape->chunks);
+        tape->chunks = tg__new_chunk(total, NULL); /* on failure the next recording starts growing again */
     }
     if (tape->chunks) {
         poison(tape->chunks->base, tape->chunks->used);
@@ -219,7 +48,7 @@ void tg_tape_reset(tg_tape *tape) {
 
 void tg_tape_free(tg_tape *tape) {
     if (!tape) return;
-    free_chunks(tape->chunks);
+    tg__free_chunks(tape->chunks);
     for (int k = 0; k < 2; k++)
         for (header_block *b = tape->headers[k].first; b;) {
             header_block *next = b->next;
@@ -250,59 +79,9 @@ const tg__node *tg__tape_node(const tg_tape *tape, int64_t k) {
     return tape && k >= 0 && k < tape->n_nodes ? &tape->nodes[k] : NULL;
 }
 
-int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
-    /* An output two resets old may stand in a header that the current recording gave to an intermediate
-       whose data a layer has released (tg__tape_release): its data is NULL, and it is refused as well. */
-    if (!t->tape || (t->gen == t->tape->gen && t->data)) return 0;
-    tg__fail(TG_ESTATE, "%s: %s is an output of a recording that tg_tape_reset ended", fn, what);
-    return 1;
-}
-
-tg_status tg__arg(const char *fn, const char *what, const tg_tensor *t) {
-    if (!t) return tg__null(fn, what);
-    return tg__stale(fn, what, t) ? TG_ESTATE : TG_OK;
-}
 int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
 
 int64_t tg__tape_hashes(const tg_tape *tape) { return tape->n_hashed; }
-
-int64_t tg_tape_memory(const tg_tape *tape) {
-    int64_t bytes = 0;
-    for (const chunk *c = tape ? tape->chunks : NULL; c; c = c->next) bytes += (int64_t)c->used;
-    return bytes;
-}
-
-/* A new chunk for a block of step bytes, which the head chunk cannot hold. */
-static char *arena_grow(tg_tape *tape, size_t step) {
-    /* Doubling keeps the chunks few (log of the recording's size), but only as a preference: when
-       memory is short, the doubled chunk may not fit where the block itself still does. */
-    chunk *c = tape->chunks;
-    size_t need = step > MIN_CHUNK ? step : MIN_CHUNK, want = c && 2 * c->size > need ? 2 * c->size : need;
-    chunk *n = new_chunk(want, c);
-    if (!n && want > need) n = new_chunk(need, c);
-    if (!n) return NULL;
-    tape->chunks = n;
-    n->used = step;
-    return n->base;
-}
-
-/* Every op takes one or two blocks: the common case stays inline. */
-static inline void *arena_take(tg_tape *tape, size_t size) {
-    /* Rounding keeps every block 64-byte aligned (chunk bases are); the redzone follows the rounding. */
-    size_t step = ((size + 63) & ~(size_t)63) + tape->redzone;
-    chunk *c = tape->chunks;
-    char *p;
-    if (c && c->size - c->used >= step) p = c->base + c->used, c->used += step;
-    else if (!(p = arena_grow(tape, step))) return NULL;
-    if (tape->redzone) unpoison(p, size);
-    return p;
-}
-
-void *tg__arena_alloc(tg_tape *tape, size_t size, int zero) {
-    void *p = arena_take(tape, size);
-    if (p && zero) memset(p, 0, size);
-    return p;
-}
 
 static tg_tensor *new_header(tg_tape *tape) {
     header_pool *pool = &tape->headers[tape->gen & 1];
@@ -347,14 +126,6 @@ static TG__INLINE tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dty
     t->tape = tape, t->gen = tape->gen, t->node = -1;
     memcpy(t->shape, shape, sizeof t->shape);
     return t;
-}
-
-void tg__tape_release(tg_tape *tape, tg_tensor *t) {
-    if (!t || !tape || t->tape != tape || t->gen != tape->gen || t->node < 0 || !t->data ||
-        (t->flags & (TG__SAVED | TG__RETAIN)))
-        return;
-    spare_put(tape, t->data, block_bytes(t));
-    t->data = NULL;
 }
 
 /* Input i's name in messages: the op's own ("a", "x"), else "input i". Every op's every input asks, error or
@@ -435,72 +206,6 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
              (long long)tape->n_nodes, shapes);
 }
 
-/* A tensor's header cannot change, only its data: the fingerprint is of the bytes, one XXH3 call, vectorized
-   where the processor allows (the same value whichever instruction set computes it). A scalar (a loss, a
-   step's scale) is its own fingerprint: its bits, exact, and cheaper than XXH3's short-input path. */
-static uint64_t fp_hash(const tg_tensor *t) {
-    size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
-    /* fixed-size loads: a memcpy of `bytes` into a zeroed word stalls on the store that zeroed it */
-    if (bytes == 0) return 0;
-    if (bytes == sizeof(float)) {
-        uint32_t bits;
-        memcpy(&bits, t->data, sizeof bits);
-        return bits;
-    }
-    if (bytes == sizeof(double)) {
-        uint64_t bits;
-        memcpy(&bits, t->data, sizeof bits);
-        return bits;
-    }
-#if defined(__x86_64__)
-    if (tg__vmath_isa() >= TG__ISA_AVX2) return tg__xxh3_avx(t->data, bytes);
-#endif
-    return XXH3_64bits(t->data, bytes);
-}
-
-static size_t slot_of(const tg_tape *tape, const tg_tensor *t) {
-    uint64_t h = (uint64_t)(uintptr_t)t * UINT64_C(0x9E3779B97F4A7C15);
-    size_t mask = tape->n_slots - 1, i = (size_t)(h >> 32) & mask;
-    while (tape->fp_slots[i].gen == tape->gen && tape->fp_slots[i].t != t) i = (i + 1) & mask;
-    return i;
-}
-
-/* 1 + the index of t's fingerprint in this recording, made (and t hashed) when node is the first to save
-   it; 0 on TG_ENOMEM. The array and the table double when needed; a warm loop finds them large enough
-   and mallocs nothing. */
-static uint32_t fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node) {
-    fp_slot *slot = NULL;
-    if (t->tape == tape) { /* an output of this recording (tg__apply checked its gen) */
-        if (t->fp) return t->fp;
-    } else {
-        if (2 * (tape->n_leaves + 1) > tape->n_slots) {
-            size_t n = tape->n_slots ? 2 * tape->n_slots : 64;
-            fp_slot *slots = tg__calloc(n * sizeof *slots), *old = tape->fp_slots;
-            if (!slots) return 0;
-            size_t n_old = tape->n_slots;
-            tape->fp_slots = slots, tape->n_slots = n;
-            for (size_t i = 0; i < n_old; i++)
-                if (old[i].gen == tape->gen) slots[slot_of(tape, old[i].t)] = old[i];
-            tg__free(old);
-        }
-        slot = &tape->fp_slots[slot_of(tape, t)];
-        if (slot->gen == tape->gen) return tape->last_leaf = *slot, slot->fp;
-    }
-    if (tape->n_fp == tape->cap_fp) {
-        uint32_t cap = tape->cap_fp ? 2 * tape->cap_fp : 256;
-        fingerprint *fps = cap > tape->cap_fp ? tg__malloc((size_t)cap * sizeof *fps) : NULL;
-        if (!fps) return 0;
-        if (tape->n_fp) memcpy(fps, tape->fps, (size_t)tape->n_fp * sizeof *fps);
-        tg__free(tape->fps);
-        tape->fps = fps, tape->cap_fp = cap;
-    }
-    tape->fps[tape->n_fp++] = (fingerprint){.t = t, .hash = fp_hash(t), .node = node};
-    tape->n_hashed++;
-    if (slot) *slot = (fp_slot){t, tape->n_fp, tape->gen}, tape->n_leaves++, tape->last_leaf = *slot;
-    else t->fp = tape->n_fp;
-    return tape->n_fp;
-}
-
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
 static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out,
                                     tg_tensor *const *in, int n_in, const tg__args *args) {
@@ -535,7 +240,7 @@ static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op 
     for (int i = 0; i < n_saved; i++) {
         if (saved[i]->tape) saved[i]->flags |= TG__SAVED; /* tg__tape_release leaves these alone */
         if (check && !(fp[i] = saved[i] == tape->last_leaf.t && tape->last_leaf.gen == tape->gen
-                                   ? tape->last_leaf.fp : fingerprint_of(tape, saved[i], tape->n_nodes)))
+                                   ? tape->last_leaf.fp : tg__fingerprint_of(tape, saved[i], tape->n_nodes)))
             return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     }
 
@@ -581,7 +286,7 @@ tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int 
    shows in every gradient after it. */
 /* t's gradient is done with: its block becomes a spare (blocks are 64-byte multiples, room for the link). */
 static void give_spare(tg_tape *tape, tg_tensor *t) {
-    if (t->grad && !(t->flags & (TG__RETAIN | TG__PARAM))) spare_put(tape, t->grad, block_bytes(t));
+    if (t->grad && !(t->flags & (TG__RETAIN | TG__PARAM))) tg__spare_put(tape, t->grad, block_bytes(t));
     t->grad = NULL;
 }
 
@@ -759,7 +464,7 @@ static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
         fingerprint *f = &tape->fps[node->fp[i] - 1];
         if (f->checked) continue;
         tape->n_hashed++;
-        if (fp_hash(f->t) != f->hash)
+        if (tg__fp_hash(f->t) != f->hash)
             return tg__fail(TG_EMODIFIED, "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward "
                             "was modified after it was recorded", tg__shape_str(f->t->ndim, f->t->shape, sb),
                             tg__node_name(&tape->nodes[f->node]), (long long)f->node);
@@ -854,85 +559,4 @@ tg_status tg_retain_grad(tg_tape *tape, tg_tensor *t) {
     tape->n_retained += !(t->flags & TG__RETAIN);
     t->flags |= TG__RETAIN;
     return TG_OK;
-}
-
-/* How print and DOT name an input: the node that made it, or what kind of leaf it is. */
-static int input_desc(const tg_tensor *t, char *buf, size_t size) {
-    char sb[TG__SHAPE_STR];
-    if (t->node >= 0 && t->tape) return snprintf(buf, size, "%%%lld", (long long)t->node);
-    return snprintf(buf, size, "%s%s", t->flags & TG__PARAM ? "param" : t->tape ? "const" : "leaf",
-                    tg__shape_str(t->ndim, t->shape, sb));
-}
-
-/* A node's arguments as the op's table names them, "axis=1 start=0 stop=3"; "" when it has none. */
-static const char *args_str(const tg__node *n, char *buf, size_t size) {
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int k = 0; k < 4 && len < size; k++)
-        if (n->op->iarg[k])
-            len += (size_t)snprintf(buf + len, size - len, "%s%s=%lld", len ? " " : "", n->op->iarg[k],
-                                    (long long)n->args.i[k]);
-    for (int k = 0; k < 2 && len < size; k++)
-        if (n->op->farg[k])
-            len += (size_t)snprintf(buf + len, size - len, "%s%s=%g", len ? " " : "", n->op->farg[k], n->args.f[k]);
-    return buf;
-}
-
-tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
-    if (!tape || !out) return tg__null("tg_tape_print", tape ? "out" : "tape");
-    char sb[TG__SHAPE_STR], ib[96], ab[160];
-    fprintf(out, "tape: %lld nodes\n", (long long)tape->n_nodes);
-    for (int64_t k = 0; k < tape->n_nodes; k++) {
-        const tg__node *n = &tape->nodes[k];
-        fprintf(out, "%%%-4lld %-10s (", (long long)k, tg__node_name(n));
-        for (int i = 0; i < n->n_in; i++) {
-            input_desc(n->in[i], ib, sizeof ib);
-            fprintf(out, "%s%s", i ? ", " : "", ib);
-        }
-        fprintf(out, ") -> %s", tg__shape_str(n->out->ndim, n->out->shape, sb));
-        if (args_str(n, ab, sizeof ab)[0]) fprintf(out, "  %s", ab);
-        if (n->n_saved) {
-            fprintf(out, "  saved:");
-            for (int i = 0; i < n->n_saved; i++)
-                fprintf(out, " %s", tg__shape_str(n->saved[i]->ndim, n->saved[i]->shape, sb));
-        }
-        fputc('\n', out);
-    }
-    return ferror(out) ? tg__fail(TG_EIO, "tg_tape_print: writing failed") : TG_OK;
-}
-
-/* A custom op's name is the user's: quotes and backslashes are escaped so that it stays one label. */
-static void dot_string(FILE *out, const char *s) {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', out);
-        if (*s == '\n') fputs("\\n", out);
-        else if ((unsigned char)*s >= 0x20) fputc(*s, out);
-    }
-}
-
-tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out) {
-    if (!tape || !out) return tg__null("tg_tape_write_dot", tape ? "out" : "tape");
-    char sb[TG__SHAPE_STR], ib[96], ab[160];
-    fprintf(out, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
-    for (int64_t k = 0; k < tape->n_nodes; k++) {
-        const tg__node *n = &tape->nodes[k];
-        fprintf(out, "  n%lld [shape=box, label=\"%%%lld ", (long long)k, (long long)k);
-        dot_string(out, tg__node_name(n));
-        fprintf(out, "\\n%s", tg__shape_str(n->out->ndim, n->out->shape, sb));
-        if (args_str(n, ab, sizeof ab)[0]) fprintf(out, "\\n%s", ab);
-        fprintf(out, "\"];\n");
-        for (int i = 0; i < n->n_in; i++) {
-            const tg_tensor *t = n->in[i];
-            if (t->node >= 0 && t->tape) {
-                fprintf(out, "  n%lld -> n%lld;\n", (long long)t->node, (long long)k);
-            } else {
-                /* Leaves are drawn once per use: a graph of a T-step RNN stays legible that way. */
-                input_desc(t, ib, sizeof ib);
-                fprintf(out, "  l%lld_%d [shape=ellipse, label=\"%s\"];\n  l%lld_%d -> n%lld;\n", (long long)k, i,
-                        ib, (long long)k, i, (long long)k);
-            }
-        }
-    }
-    fprintf(out, "}\n");
-    return ferror(out) ? tg__fail(TG_EIO, "tg_tape_write_dot: writing failed") : TG_OK;
 }

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "tg_internal.h"
+#include "arena.h" /* the tape's gen, which tells an output of an ended recording */
 
 /* Fault injection for tests: thread-local so parallel tests do not disturb each other. */
 static _Thread_local int64_t alloc_calls, alloc_fail_at;
@@ -266,4 +266,17 @@ tg_status tg_tensor_print(const tg_tensor *t, FILE *out) {
         fputc('\n', out);
     }
     return ferror(out) ? tg__fail(TG_EIO, "tg_tensor_print: writing failed") : TG_OK;
+}
+
+int tg__stale(const char *fn, const char *what, const tg_tensor *t) {
+    /* An output two resets old may stand in a header that the current recording gave to an intermediate
+       whose data a layer has released (tg__tape_release): its data is NULL, and it is refused as well. */
+    if (!t->tape || (t->gen == t->tape->gen && t->data)) return 0;
+    tg__fail(TG_ESTATE, "%s: %s is an output of a recording that tg_tape_reset ended", fn, what);
+    return 1;
+}
+
+tg_status tg__arg(const char *fn, const char *what, const tg_tensor *t) {
+    if (!t) return tg__null(fn, what);
+    return tg__stale(fn, what, t) ? TG_ESTATE : TG_OK;
 }

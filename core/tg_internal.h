@@ -1,11 +1,12 @@
-/* tapegrad internals: shared by core/, ops/ and layers/, never installed. */
+/* The engine's internals (core/): the tensor and node structs, the op table entry and the shared path of
+   every op, errors, allocation. Every room above includes it; never installed. */
 #ifndef TG_INTERNAL_H
 #define TG_INTERNAL_H
 
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "tg_ops.h"
+#include "tg_tape.h"
 
 /* tensor flags */
 #define TG__OWNED 1u  /* the caller's leaf: tg_tensor_free frees it */
@@ -99,24 +100,11 @@ struct tg__node {
 /* Whether a TG__FILLS backward assigns grads[i] (see tg__op). */
 static inline int tg__fresh(const tg__node *node, int i) { return node->fresh && node->fresh[i]; }
 
-/* Every built-in op, for printing and for the test that gradient-checks each one. NULL-terminated.
-   Each entry is defined in its family file in ops/ and listed in ops/ops.c. */
-extern const tg__op *const tg__op_list[];
-extern const tg__op tg__op_custom;
-
 /* The shared path of every op: see tg__op. in[0..n) may hold NULLs (the first error is kept).
    NULL on failure. */
 tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args);
-/* The shape rule of an op whose output has its first input's shape (unary elementwise ops, dropout, detach). */
-tg_status tg__shape_of_first(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim, int64_t *shape);
 /* A node's name: the custom op's, else the built-in's. */
 const char *tg__node_name(const tg__node *node);
-/* A negative axis counts from the end, as NumPy's: axis in [-ndim, ndim) becomes [0, ndim) in *axis.
-   TG_EINVAL naming fn and the shape otherwise. */
-tg_status tg__axis(const char *fn, int ndim, const int64_t *shape, int64_t *axis);
-/* x viewed as (outer, n, inner) around axis: the loops of every axis op. Unsigned products, so that an
-   empty tensor's huge other dims wrap harmlessly instead of overflowing (no element is visited). */
-int64_t tg__prod(const int64_t *d, int from, int to);
 
 /* errors (core/error.c): the one place every failure passes through */
 tg_status tg__fail(tg_status status, const char *fmt, ...);
@@ -157,18 +145,6 @@ void tg__alloc_set_memory(uint64_t bytes);
 /* Whether a tg__malloc on this thread has returned NULL since the last call with reset set, which then
    clears it: tells a library's NULL that means out of memory (cJSON's) from one that means bad input. */
 int tg__alloc_failed(int reset);
-/* file IO (core/io.c): a test build makes the k-th low-level write step of a save (write, flush, fsync,
-   close, rename) fail with EIO (0: never), to prove a failed save leaves the old file and no temp file. */
-void tg__io_fail_write_at(int64_t k);
-/* safetensors with __metadata__ entries of the caller's besides the checksums (checkpoints): meta holds
-   n_meta pairs as 2 * n_meta strings, key, value, key, value, ...; a key may not start with "xxh3:".
-   fn names the caller in messages. tg_save_safetensors and tg_load_safetensors are these without pairs. */
-tg_status tg__save_safetensors_meta(const char *fn, const char *path, const char *const *names,
-                                    tg_tensor *const *tensors, int n, const char *const *meta, int n_meta);
-/* Also hands out the pairs found (checksums left out), freed with tg_safetensors_free(*meta_out, NULL,
-   2 * *n_meta_out); meta_out and n_meta_out may be NULL when they are not wanted. */
-tg_status tg__load_safetensors_meta(const char *fn, const char *path, char ***names_out, tg_tensor ***tensors_out,
-                                    int *n_out, char ***meta_out, int *n_meta_out);
 
 /* Bytes per element: 4 for f32, 8 for f64 and i64. */
 static inline size_t tg__dsize(tg_dtype dtype) { return dtype == TG_F32 ? sizeof(float) : sizeof(double); }
@@ -190,21 +166,7 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
         }                                                                                          \
     } while (0)
 
-/* C = op(A) op(B) + beta C, row-major (ops/matmul.c); ta, tb transpose A, B. */
-void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-              const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
-/* The multiply-adds below which tg__gemm runs a GEMM on one OpenBLAS thread, for the kernel OpenBLAS chose
-   (openblas_get_corename) and whether the user set a thread count: 0 leaves OpenBLAS's own split. */
-double tg__gemm_one_thread_below(const char *core, int user_chose);
-/* The same for this process: OpenBLAS's kernel and the environment, read once. */
-double tg__gemm_one_thread_below_now(void);
-
-/* A buffer of at least bytes kept with the list until tg_params_free (core/train.c): the packed
-   gradients of tg_mpi_allreduce_grads. NULL on TG_ENOMEM (no message). */
-typedef struct tg_params tg_params;
-void *tg__params_scratch(tg_params *params, size_t bytes);
-
-/* tape (core/tape.c) */
+/* tape (core/tape.c, core/arena.c) */
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice (with
    scratch that tape keeps), the

@@ -94,4 +94,21 @@ tg_status tg_tape_print(const tg_tape *tape, FILE *out);
    tg_tape_print. */
 tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out);
 
+/* A user's op: one static table entry, called through tg_custom. Its inputs are values of one dtype
+   (f32 or f64; TG_I64 is refused) and the output has that dtype; the inputs and the output are saved
+   for backward (and fingerprinted). `user` must outlive the tape's backward. A callback returns
+   TG_OK or a status, with its reason set by tg_set_error; the caller of tg_custom or tg_backward
+   then reads "<name>: forward failed: <reason>" (or "... failed with TG_E..." without a reason). */
+typedef struct tg_op_def {
+    const char *name; /* shown in errors, tg_tape_print and the DOT dump */
+    /* Writes the output's rank (0..8) into *ndim and its dims into shape[0..*ndim). */
+    tg_status (*shape)(tg_tensor *const *inputs, int n_inputs, void *user, int *ndim, int64_t *shape);
+    /* Writes the output; out is zero-filled on entry. */
+    tg_status (*forward)(tg_tensor *const *inputs, int n_inputs, tg_tensor *out, void *user);
+    /* Adds the vector-Jacobian product of grad_out into grads[i] (input i's layout, float or double)
+       for each i whose grads[i] is not NULL. */
+    tg_status (*backward)(tg_tensor *const *inputs, int n_inputs, tg_tensor *out, tg_tensor *grad_out,
+                          void *const *grads, void *user);
+} tg_op_def;
+
 #endif

@@ -1,7 +1,7 @@
 /* Custom ops: a user's tg_op_def recorded like a built-in op, through one table entry whose callbacks
    call the user's. */
 #include <string.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 /* A callback's failure, told in the op's name. A reason the callback gave (tg_set_error, or a
    tapegrad call failing inside it) is kept after ours: "softplus: forward failed: <reason>". */

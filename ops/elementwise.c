@@ -2,7 +2,7 @@
    sigmoid and relu. */
 #include <string.h>
 #include <tgmath.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 #include "vmath.h"
 
 static const char *const names_ab[] = {"a", "b"}, *const names_x[] = {"x"};

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 /* OpenBLAS splits a GEMM over its threads once m n k passes 2^18. Its AVX-512 kernels (SkylakeX, Cooperlake,
    SapphireRapids) add a "direct" small-matrix path that runs on one thread up to about 10^6 anyway, and there,

@@ -1,7 +1,7 @@
 /* Network ops: embedding, softmax and log_softmax, cross-entropy, dropout. */
 #include <math.h>
 #include <string.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 #include "vmath.h"
 
 static const char *const names_x[] = {"x"};

@@ -1,7 +1,7 @@
 /* Reductions: sum and mean of all elements, to a 0-d tensor; sum, mean and max along one axis. */
 #include <math.h>
 #include <string.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 static const char *const names_x[] = {"x"};
 

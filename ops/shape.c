@@ -1,6 +1,6 @@
 /* Ops that move data without arithmetic: slice, select, stack, reshape, transpose, concat, detach. */
 #include <string.h>
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 static const char *const names_x[] = {"x"};
 

@@ -1,7 +1,7 @@
 /* Memory limits: children under setrlimit(RLIMIT_AS), the address-space budget that ulimit -v or a batch
  * system gives a job. A workload larger than the limit must fail with TG_ENOMEM and a message, and the
  * process must go on (no crash, no abort); and a TimeRNN whose tape fits only because the arena retries a
- * failed doubling at the size it needs (core/tape.c) must succeed. Each scenario runs in a forked child,
+ * failed doubling at the size it needs (core/arena.c) must succeed. Each scenario runs in a forked child,
  * its limit set above the address space it already uses (/proc/self/status VmSize, after OpenBLAS has
  * made its buffers). Not in a sanitizer build: ASan's shadow memory reserves terabytes of address space.
  * A plain main(), like test_threads.c: the limit is set in processes this program forks itself. */

@@ -1,7 +1,7 @@
 /* Threads: 2 and 4 threads, each with its own tape, parameters, layer, optimizer and checkpoint file, train
  * the same model at once; every thread must end bit for bit where a sequential run ends. The inputs are
  * one set of leaves that all threads read, and evaluation reads one set of parameters from every thread at
- * once, which the headers allow (core/tapegrad.h's memory model). Then every thread fails at once, each in
+ * once, which the headers allow (layers/tapegrad.h's memory model). Then every thread fails at once, each in
  * its own way, and must read its own status and message. A plain main(), not Criterion, so that under
  * ThreadSanitizer (build-tsan in README's test command) only these threads and tapegrad run, without a
  * test runner's processes and threads around them. */
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "tapegrad.h"
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 enum { N = 32, D = 8, H = 16, C = 4, T = 5, STEPS = 25, MAX_THREADS = 4 };
 

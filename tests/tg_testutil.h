@@ -5,7 +5,9 @@
 #include <criterion/criterion.h>
 #include <string.h>
 #include "tapegrad.h"
-#include "tg_internal.h"
+#include "io_internal.h"
+#include "ops_internal.h"
+#include "train_internal.h"
 
 /* A caller-owned tensor (param when param is set) of the given shape, uniform in [-1, 1) from seed. */
 tg_tensor *tt_rand(tg_dtype dtype, int param, uint64_t seed, int ndim, const int64_t *shape);

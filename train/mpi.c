@@ -1,6 +1,6 @@
 /* Data-parallel training over MPI: one broadcast of the parameters, one allreduce of the gradients. */
 #include <string.h>
-#include "tg_internal.h"
+#include "train_internal.h"
 #include "tg_mpi.h"
 
 static tg_status mpi_failed(const char *fn, const char *call, int rc) {

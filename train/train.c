@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tg_train.h"
+#include "io_internal.h"
 #include "tg_io.h"
-#include "tg_internal.h"
+#include "train_internal.h"
 
 struct tg_params {
     int n, cap;

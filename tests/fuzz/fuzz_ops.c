@@ -4,7 +4,7 @@
  * recording's outputs and keep feeding them to calls; accessors; the RNN, LSTM and GRU cells, and a
  * TimeRNN's, TimeLSTM's and TimeGRU's state and forward; two tapes.
  * A failed call must leave a status and a message naming the function. Memory errors are ASan's to see,
- * and it sees reads of ended recordings' data: the arena poisons its chunks at each reset (core/tape.c).
+ * and it sees reads of ended recordings' data: the arena poisons its chunks at each reset (core/arena.c).
  * A tensor holds at most 2^18 elements, 2 MiB in f64: past the arena's first 1 MiB chunk, so recordings
  * span chunks and the merge at a reset frees the data of outputs the slots keep (an earlier front-door
  * fuzzer, capped below a chunk, never reached that). An empty input may still give a large output, as
@@ -14,7 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include "fuzz.h"
-#include "tg_internal.h"
+#include "ops_internal.h"
 
 #define SLOTS 8
 #define MAX_LEAVES 48

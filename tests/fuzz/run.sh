@@ -17,12 +17,14 @@ mkdir -p "$out/obj"
 # -O1 and no -DNDEBUG, as for any sanitizer build; the library gets coverage (fuzzer-no-link), the targets
 # the fuzzer's main. One BLAS thread, as in the test suite.
 cflags="-std=c11 -g -O1 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -fno-omit-frame-pointer
-  -fsanitize=address,undefined -fno-sanitize-recover=all -I$root/core -I$root/ops -I$root/layers
+  -fsanitize=address,undefined -fno-sanitize-recover=all -I$root/core -I$root/check -I$root/io -I$root/ops
+  -I$root/train -I$root/layers
   $(pkg-config --cflags openblas libcjson sleef)"
 libs="$(pkg-config --libs openblas libcjson libxxhash sleef) -lm -lpthread"
 # The library's sources but the optional MPI layer (the targets do not use it); the vector loops of
-# ops/vmath_*.c each with the -m flag of its instruction set, as meson builds them.
-srcs=$(ls "$root"/core/*.c "$root"/ops/*.c "$root"/layers/*.c | grep -v '/core/mpi\.c$')
+# core/vmath_*.c each with the -m flag of its instruction set, as meson builds them.
+srcs=$(ls "$root"/core/*.c "$root"/check/*.c "$root"/io/*.c "$root"/ops/*.c "$root"/train/*.c "$root"/layers/*.c |
+    grep -v '/train/mpi\.c$')
 objs=""
 for src in $srcs; do
     objs="$objs $out/obj/$(basename "$src" .c).o"
