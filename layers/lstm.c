@@ -137,15 +137,20 @@ static void gated_free(gated *g) {
     tg__free(g);
 }
 
-/* Both Time layers' forward, tape and g checked: the state's start, one linear for the input side of
-   every step, the recurrent side per step, one stack. lstm says which step. */
-static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tensor *xs, int lstm) {
+/* Both Time layers' forwards, tape and g checked: the state's start (from, when not NULL, holds
+   forward_from's h0 (and c0), else the kept state is used and kept), one linear for the input side of
+   every step, the recurrent side per step, one stack; last[] receives the last step's h (and c).
+   lstm says which step. */
+static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tensor *xs, int lstm,
+                               tg_tensor *const *from, tg_tensor **last) {
     if (tg__tensor_arg(fn, "xs", xs) || tg__xs_bad(fn, xs, g->Wx) ||
         tg__other_tape(fn, tape, (tg_tensor *[]){xs, g->Wx, g->Wh, g->b}, (const char *[]){"xs", "Wx", "Wh", "b"}, 4))
         return NULL;
     int64_t T = tg_tensor_shape(xs)[1], H = g->H;
-    tg_tensor *s[TG__MAX_STATES]; /* h (and c): the initial state, then each step's */
-    if (tg__rstate_begin(&g->st, fn, tape, xs, s)) return NULL;
+    tg_tensor *s[TG__MAX_STATES] = {NULL}; /* h (and c): the initial state, then each step's */
+    if (from ? tg__rstate_from(&g->st, fn, tape, xs, from, (const char *const[]){"h0", "c0"}, s)
+             : tg__rstate_begin(&g->st, fn, tape, xs, s))
+        return NULL;
 
     /* The T h's, for the stack, live in the tape's arena: a warm training loop does no malloc here. */
     tg_tensor **steps = tg__arena_alloc(tape, (size_t)T * sizeof *steps, 0);
@@ -172,7 +177,8 @@ static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tenso
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
-    if (hs) tg__rstate_end(&g->st, s);
+    if (hs && !from) tg__rstate_end(&g->st, s);
+    for (int k = 0; hs && k < g->st.n; k++) last[k] = s[k];
     return hs;
 }
 
@@ -185,7 +191,21 @@ void tg_time_lstm_free(tg_time_lstm *layer) { gated_free(layer ? &layer->g : NUL
 tg_tensor *tg_time_lstm_forward(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_lstm_forward";
     if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
-    return time_forward(fn, tape, &layer->g, xs, 1);
+    tg_tensor *last[TG__MAX_STATES];
+    return time_forward(fn, tape, &layer->g, xs, 1, NULL, last);
+}
+
+tg_tensor *tg_time_lstm_forward_from(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs, tg_tensor *h0,
+                                     tg_tensor *c0, tg_tensor **hT, tg_tensor **cT) {
+    static const char fn[] = "tg_time_lstm_forward_from";
+    tg_tensor *last[TG__MAX_STATES];
+    if (hT) *hT = NULL;
+    if (cT) *cT = NULL;
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
+    tg_tensor *hs = time_forward(fn, tape, &layer->g, xs, 1, (tg_tensor *const[]){h0, c0}, last);
+    if (hs && hT) *hT = last[0];
+    if (hs && cT) *cT = last[1];
+    return hs;
 }
 
 tg_status tg_time_lstm_set_state(tg_time_lstm *layer, const tg_tensor *h, const tg_tensor *c) {
@@ -217,7 +237,19 @@ void tg_time_gru_free(tg_time_gru *layer) { gated_free(layer ? &layer->g : NULL)
 tg_tensor *tg_time_gru_forward(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs) {
     static const char fn[] = "tg_time_gru_forward";
     if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
-    return time_forward(fn, tape, &layer->g, xs, 0);
+    tg_tensor *last[TG__MAX_STATES];
+    return time_forward(fn, tape, &layer->g, xs, 0, NULL, last);
+}
+
+tg_tensor *tg_time_gru_forward_from(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT) {
+    static const char fn[] = "tg_time_gru_forward_from";
+    tg_tensor *last[TG__MAX_STATES];
+    if (hT) *hT = NULL;
+    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer)) return NULL;
+    tg_tensor *hs = time_forward(fn, tape, &layer->g, xs, 0, (tg_tensor *const[]){h0}, last);
+    if (hs && hT) *hT = last[0];
+    return hs;
 }
 
 tg_status tg_time_gru_set_state(tg_time_gru *layer, const tg_tensor *h) {

@@ -141,9 +141,9 @@ void tg__rstate_free(tg__rstate *s) {
     tg__free(s->leaves);
 }
 
-/* Finds, or makes, the leaves of batch size N into *leaf, and sizes the state buffers of a stateful
-   layer. A failure leaves s as it was (the leaf array may have grown, with the same leaves in it). */
-static tg_status size_buffers(tg__rstate *s, const char *fn, int64_t N, int *leaf) {
+/* Finds, or makes, the leaves of batch size N into *leaf. A failure leaves s as it was (the leaf array
+   may have grown, with the same leaves in it). */
+static tg_status find_leaf(tg__rstate *s, const char *fn, int64_t N, int *leaf) {
     int64_t shape[2] = {N, s->H};
     int i = 0;
     while (i < s->n_leaves && tg_tensor_shape(s->leaves[i].zero[0])[0] != N) i++;
@@ -174,6 +174,14 @@ static tg_status size_buffers(tg__rstate *s, const char *fn, int64_t N, int *lea
         s->leaves[s->n_leaves++] = l;
     }
     *leaf = i;
+    return TG_OK;
+}
+
+/* find_leaf, and the state buffers of a stateful layer sized for N. */
+static tg_status size_buffers(tg__rstate *s, const char *fn, int64_t N, int *leaf) {
+    int64_t shape[2] = {N, s->H};
+    tg_status st = find_leaf(s, fn, N, leaf);
+    if (st) return st;
     if (s->stateful && (!s->state[0] || tg_tensor_shape(s->state[0])[0] != N)) {
         /* Only reached without a state (a kept state of another N is refused before): safe to drop. */
         tg_tensor *state[TG__MAX_STATES] = {NULL};
@@ -210,6 +218,33 @@ tg_status tg__rstate_begin(tg__rstate *s, const char *fn, tg_tape *tape, const t
     return TG_OK;
 }
 
+tg_status tg__rstate_from(tg__rstate *s, const char *fn, tg_tape *tape, const tg_tensor *xs, tg_tensor *const *given,
+                          const char *const *names, tg_tensor **init) {
+    char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
+    int64_t N = tg_tensor_shape(xs)[0];
+    for (int k = 0; k < s->n; k++) {
+        if (!given[k]) continue;
+        if (tg__tensor_arg(fn, names[k], given[k]) ||
+            tg__other_tape(fn, tape, (tg_tensor *const[]){given[k]}, &names[k], 1))
+            return tg_last_status();
+        if (!tg__same_shape(given[k], 2, (int64_t[]){N, s->H}))
+            return tg__fail(TG_ESHAPE, "%s: %s is %s, want (N,H) = (%lld,%lld) from xs %s and the layer's H", fn,
+                            names[k], shape_of(given[k], s1), (long long)N, (long long)s->H, shape_of(xs, s2));
+        if (tg_tensor_dtype(given[k]) != s->dtype)
+            return tg__fail(TG_EDTYPE, "%s: %s is %s but the layer's weights are %s", fn, names[k],
+                            tg__dtype_name(tg_tensor_dtype(given[k])), tg__dtype_name(s->dtype));
+    }
+    int leaf = -1;
+    for (int k = 0; k < s->n; k++) {
+        /* Zeros as a constant of the tape: a copy of N's zero leaf, whose gradient (tg_time_*_dh) this
+           forward leaves alone. */
+        if (!given[k] && leaf < 0 && find_leaf(s, fn, N, &leaf)) return tg_last_status();
+        init[k] = given[k] ? given[k] : tg_detach(tape, s->leaves[leaf].zero[k]);
+        if (!init[k]) return tg__context("%s: the initial state: ", fn);
+    }
+    return TG_OK;
+}
+
 void tg__rstate_end(tg__rstate *s, tg_tensor *const *last) {
     if (!s->stateful) return;
     for (int k = 0; k < s->n; k++)
@@ -222,6 +257,14 @@ tg_status tg__rstate_set(tg__rstate *s, const char *fn, const tg_tensor *const *
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
     for (int k = 0; k < s->n; k++) /* st[1..) may be NULL (zeros), never stale */
         if ((k == 0 || st[k]) && tg__tensor_arg(fn, names[k], st[k])) return tg_last_status();
+    /* The copy would cut the gradient without a word: an encoder handing its h to a decoder this way
+       trains with an encoder gradient of exactly 0. */
+    const char *cut = strstr(fn, "_set_state");
+    for (int k = 0; k < s->n; k++)
+        if (st[k] && tg_tensor_requires_grad(st[k]))
+            return tg__fail(TG_EINVAL, "%s: %s needs a gradient, and set_state copies it, so none would reach it: "
+                            "use %.*s_forward_from, or pass tg_detach(%s) to cut it on purpose", fn, names[k],
+                            cut ? (int)(cut - fn) : (int)strlen(fn), fn, names[k]);
     const tg_tensor *h = st[0];
     if (tg_tensor_ndim(h) != 2 || tg_tensor_shape(h)[1] != s->H)
         return tg__fail(TG_ESHAPE, "%s: %s is %s, want (N,H) with H = %lld", fn, names[0], shape_of(h, s1),

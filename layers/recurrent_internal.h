@@ -71,10 +71,17 @@ void tg__rstate_free(tg__rstate *s);
    writes the initial states into init[0..n): zero, or zero + detach(state) recorded on tape. fn names
    the forward in messages. A failure before the ops leaves s as it was. */
 tg_status tg__rstate_begin(tg__rstate *s, const char *fn, tg_tape *tape, const tg_tensor *xs, tg_tensor **init);
+/* Starts a forward_from of xs (N,T,D), whose shape has been checked: init[k] = given[k] (named names[k];
+   each NULL or an (N,H) tensor of the layer's dtype and of this tape or none), or for NULL a constant of
+   zeros on tape. The kept state, the leaves' gradients and which leaves are the last stay as they are.
+   TG_ESHAPE, TG_EDTYPE, TG_EINVAL (another tape), TG_ESTATE, TG_ENOMEM, naming fn. */
+tg_status tg__rstate_from(tg__rstate *s, const char *fn, tg_tape *tape, const tg_tensor *xs, tg_tensor *const *given,
+                          const char *const *names, tg_tensor **init);
 /* Ends a forward that succeeded: a stateful layer keeps copies of last[0..n) as its state. */
 void tg__rstate_end(tg__rstate *s, tg_tensor *const *last);
 /* Copies st[0] (N,H) and st[1..n) (each NULL for zeros, else st[0]'s shape) as the kept state, named
-   names[k] in messages. TG_EINVAL (st[0] NULL), TG_ESHAPE, TG_EDTYPE, TG_ENOMEM; on failure the state is
+   names[k] in messages. TG_EINVAL (st[0] NULL, or a tensor that needs a gradient: the copy would cut it),
+   TG_ESHAPE, TG_EDTYPE, TG_ENOMEM; on failure the state is
    as it was. */
 tg_status tg__rstate_set(tg__rstate *s, const char *fn, const tg_tensor *const *st, const char *const *names);
 /* dL/d(state k)0 of the last forward, copied into the layer's d[k]; TG_ESTATE before any forward. */

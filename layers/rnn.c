@@ -132,17 +132,17 @@ void tg_time_rnn_free(tg_time_rnn *layer) {
     tg__free(layer);
 }
 
-tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
-    static const char fn[] = "tg_time_rnn_forward";
-    if (tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__tensor_arg(fn, "xs", xs) ||
-        tg__xs_bad(fn, xs, layer->Wx) ||
-        tg__other_tape(fn, tape, (tg_tensor *[]){xs, layer->Wx, layer->Wh, layer->b},
-                       (const char *[]){"xs", "Wx", "Wh", "b"}, 4))
-        return NULL;
-    int64_t T = tg_tensor_shape(xs)[1];
-    tg_tensor *h; /* h0: zero, or zero + detach(state) */
-    if (tg__rstate_begin(&layer->st, fn, tape, xs, &h)) return NULL;
+/* The forwards' shared checks of tape, layer and xs, in fn's words. */
+static int bad_forward(const char *fn, tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
+    return tg__null_arg(fn, "tape", tape) || tg__null_arg(fn, "layer", layer) || tg__tensor_arg(fn, "xs", xs) ||
+           tg__xs_bad(fn, xs, layer->Wx) ||
+           tg__other_tape(fn, tape, (tg_tensor *[]){xs, layer->Wx, layer->Wh, layer->b},
+                          (const char *[]){"xs", "Wx", "Wh", "b"}, 4);
+}
 
+/* Both forwards from the initial state h: hs, and the last step's h into *hT. */
+static tg_tensor *run(const char *fn, tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs, tg_tensor *h, tg_tensor **hT) {
+    int64_t T = tg_tensor_shape(xs)[1];
     /* The seed's loop, t = h_prev @ Wh + x_t @ Wx + b, with the input projection of every step in one GEMM
        over all N T rows (P = xs @ Wx + b, one linear), so that backward makes dWx and dxs in one GEMM each
        too; per step only the recurrent part, tanh(h_prev @ Wh + P[:, t, :]). hs[:, t, :] = h becomes a
@@ -173,8 +173,30 @@ tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs)
     tg__tape_release(tape, P);
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
+    *hT = hs ? h : NULL;
+    return hs;
+}
+
+tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs) {
+    static const char fn[] = "tg_time_rnn_forward";
+    tg_tensor *h; /* h0: zero, or zero + detach(state); then h_T */
+    if (bad_forward(fn, tape, layer, xs) || tg__rstate_begin(&layer->st, fn, tape, xs, &h)) return NULL;
+    tg_tensor *hs = run(fn, tape, layer, xs, h, &h);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */
     if (hs) tg__rstate_end(&layer->st, &h);
+    return hs;
+}
+
+tg_tensor *tg_time_rnn_forward_from(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT) {
+    static const char fn[] = "tg_time_rnn_forward_from";
+    tg_tensor *h, *last;
+    if (hT) *hT = NULL;
+    if (bad_forward(fn, tape, layer, xs) ||
+        tg__rstate_from(&layer->st, fn, tape, xs, &h0, (const char *const[]){"h0"}, &h))
+        return NULL;
+    tg_tensor *hs = run(fn, tape, layer, xs, h, &last);
+    if (hs && hT) *hT = last;
     return hs;
 }
 

@@ -68,9 +68,21 @@ void tg_time_lstm_free(tg_time_lstm *layer);
    tg_time_lstm_free. NULL with TG_EINVAL, TG_ESHAPE (xs not (N,T,D) with the layer's D, T = 0, N against
    the state), TG_EDTYPE, TG_ENOMEM, or any op's error. */
 tg_tensor *tg_time_lstm_forward(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs);
+/* The same forward from h0 and c0 (N,H), tensors of this recording (leaves or op outputs; NULL means
+   zeros), for state handed between layers: backward reaches whatever computed them. *hT and *cT (each
+   when not NULL) receive the last step's h and c (N,H) as tape tensors (h_T equals hs[:, T-1, :]; c_T
+   as computed), for the next layer. It neither reads nor writes the layer's kept state, whatever
+   stateful says (dh and dc stay the last forward's). Errors as tg_time_lstm_forward's, and for h0 or
+   c0: TG_ESHAPE (not (N,H) with xs's N and the layer's H), TG_EDTYPE, TG_EINVAL (another tape),
+   TG_ESTATE. On failure *hT and *cT are NULL. */
+tg_tensor *tg_time_lstm_forward_from(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs, tg_tensor *h0,
+                                     tg_tensor *c0, tg_tensor **hT, tg_tensor **cT);
 /* Copies h (N,H) and c (N,H) as the initial state of the following forwards; c NULL means zeros (the
    book's set_state(h, c=None)). h and c may be changed or freed afterwards, and set_state may come
-   between a forward and its backward. TG_EINVAL (layer or h NULL), TG_ESHAPE (h not (N,H) with the
+   between a forward and its backward. Because it copies, no gradient can reach h or c: one that needs
+   a gradient (tg_tensor_requires_grad) is refused with TG_EINVAL, whose message points to
+   tg_time_lstm_forward_from (the gradient flows) and tg_detach (the cut made on purpose).
+   TG_EINVAL (layer or h NULL), TG_ESHAPE (h not (N,H) with the
    layer's H, c not h's shape), TG_EDTYPE, TG_ENOMEM; on failure the state is as it was. */
 tg_status tg_time_lstm_set_state(tg_time_lstm *layer, const tg_tensor *h, const tg_tensor *c);
 /* Forgets the state (h and c): the next forward starts from zeros. NULL is ignored. */
@@ -118,7 +130,11 @@ void tg_time_gru_free(tg_time_gru *layer);
 /* xs (N,T,D) -> hs (N,T,H), as tg_time_lstm_forward: an add for h0 when a state is set, one linear,
    Wh's two slices once per forward, per step a select and the cell's recurrent ops, one stack. */
 tg_tensor *tg_time_gru_forward(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs);
-/* Copies h (N,H) as the initial state, as tg_time_lstm_set_state without c. */
+/* As tg_time_lstm_forward_from, with h alone. */
+tg_tensor *tg_time_gru_forward_from(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT);
+/* Copies h (N,H) as the initial state, as tg_time_lstm_set_state without c (an h that needs a gradient
+   is refused the same way). */
 tg_status tg_time_gru_set_state(tg_time_gru *layer, const tg_tensor *h);
 /* Forgets the state: the next forward starts from zeros. NULL is ignored. */
 void tg_time_gru_reset_state(tg_time_gru *layer);

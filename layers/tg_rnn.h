@@ -55,9 +55,21 @@ void tg_time_rnn_free(tg_time_rnn *layer);
    "tg_time_rnn_forward: step 17: tg_tanh: out of memory ..."; a set state that is not finite, under
    TG_CHECK_NONFINITE, as "tg_time_rnn_forward: the initial state: tg_detach: non-finite ...". */
 tg_tensor *tg_time_rnn_forward(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs);
+/* The same forward from an initial state that is a tensor of this recording, for state handed between
+   layers (a decoder started from its encoder's last h): h0 (N,H) may be a leaf or any op output, and
+   backward reaches whatever computed it; NULL means zeros. *hT (when hT is not NULL) receives the last
+   step's h (N,H), a tape tensor equal to hs[:, T-1, :], for the next layer. It neither reads nor writes
+   the layer's kept state, whatever stateful says (tg_time_rnn_dh is left as the last forward's), and
+   records no add for h0. Errors as tg_time_rnn_forward's, and for h0: TG_ESHAPE (not (N,H) with xs's N
+   and the layer's H), TG_EDTYPE, TG_EINVAL (recorded on another tape), TG_ESTATE. On failure *hT is
+   NULL. */
+tg_tensor *tg_time_rnn_forward_from(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT);
 /* Copies h (N,H) as the initial state of the following forwards (see tg_time_rnn_new): h may be
    changed or freed afterwards, and set_state may come between a forward and its backward (the
-   recording holds its own copy). TG_EINVAL (NULL), TG_ESTATE (h an output of an ended recording, whose
+   recording holds its own copy). Because it copies, no gradient can reach h: an h that needs one
+   (tg_tensor_requires_grad) is refused with TG_EINVAL, whose message points to tg_time_rnn_forward_from
+   (the gradient flows) and tg_detach(h) (the cut made on purpose). TG_EINVAL (NULL), TG_ESTATE (h an output of an ended recording, whose
    data the next recording owns), TG_ESHAPE (not 2-d, or H differs from Wx's), TG_EDTYPE, TG_ENOMEM; on
    failure the state is as it was. */
 tg_status tg_time_rnn_set_state(tg_time_rnn *layer, const tg_tensor *h);
