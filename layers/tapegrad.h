@@ -36,7 +36,7 @@
  *
  * Headers: tg_error.h (status), tg_tensor.h, tg_rng.h, tg_tape.h,
  * tg_ops.h, tg_gradcheck.h, tg_io.h, tg_train.h (parameter lists, optimizers, checkpoints), tg_rnn.h,
- * tg_lstm.h; tg_mpi.h apart (MPI builds only).
+ * tg_lstm.h, tg_attention.h; tg_mpi.h apart (MPI builds only).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
@@ -51,5 +51,6 @@
 #include "tg_train.h"
 #include "tg_rnn.h"
 #include "tg_lstm.h"
+#include "tg_attention.h"
 
 #endif
