@@ -262,9 +262,10 @@ static TG__INLINE tg_tensor *apply(tg_tape *tape, const tg__op *op, tg_tensor *c
     int ndim = 0;
     int64_t shape[TG_MAX_DIMS] = {0};
     if (op->shape(fn, in, n, &args, &ndim, shape)) return NULL;
-    int v = 0; /* the output has the first value input's dtype */
+    int v = 0; /* the output has the first value input's dtype, or holds indices */
     while (v < n - 1 && v < 32 && ((op->index_inputs >> v) & 1u)) v++;
-    tg_tensor *out = new_out(fn, tape, in[v]->dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
+    tg_dtype dtype = (op->flags & TG__INDEX_OUT) ? TG_I64 : in[v]->dtype;
+    tg_tensor *out = new_out(fn, tape, dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
     if (!out || op->forward(in, n, &args, out)) return NULL;
     if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
         return fail_nonfinite(fn, tape, op, in, n), NULL;

@@ -58,6 +58,8 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
    verified (TG_CHECK_SAVED) before it runs, as an op's with index inputs are. Other built-in backwards
    read saved tensors only as numbers: theirs are verified after, while still in cache (run_node). */
 #define TG__OPAQUE 8u
+/* The output holds TG_I64 indices (argmax, sample), not the inputs' dtype; such an op is TG__CONSTANT too. */
+#define TG__INDEX_OUT 16u
 
 /* A built-in op's table entry: all the engine knows of an op. A public op function checks what only
    it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs

@@ -1,4 +1,5 @@
-/* matmul: (M,K) @ (K,N) -> (M,N) through OpenBLAS; and tg_linear, x (...,K) @ W (K,M) + b (M,). */
+/* matmul: (M,K) @ (K,N) -> (M,N) through OpenBLAS, and batches of them as numpy.matmul; and tg_linear,
+   x (...,K) @ W (K,M) + b (M,). */
 #include <cblas.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,34 +74,98 @@ void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, cons
     if (threads > 1) openblas_set_num_threads(threads);
 }
 
+/* The batch of a matmul: a (...,M,K) @ b (...,K,N), the leading dims broadcast as NumPy's. count
+   matrices; for each of out's batch dims (dims[0..nd)) the step, in matrices, of a's and b's batch
+   index (0 where that operand's dim is 1 or missing: broadcast). */
+typedef struct {
+    int nd;
+    int64_t dims[TG_MAX_DIMS], sa[TG_MAX_DIMS], sb[TG_MAX_DIMS], count;
+} batch;
+
+/* 0 when a's and b's batch dims broadcast, into *bt. */
+static int batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt) {
+    int na = a->ndim - 2, nb = b->ndim - 2, nd = na > nb ? na : nb;
+    int64_t step_a = 1, step_b = 1;
+    bt->nd = nd, bt->count = 1;
+    for (int d = nd - 1; d >= 0; d--) { /* right-aligned: out's dim d is a's dim d - (nd - na) */
+        int ia = d - (nd - na), ib = d - (nd - nb);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) return 1;
+        bt->dims[d] = da == 1 ? db : da;
+        bt->sa[d] = da == 1 ? 0 : step_a, bt->sb[d] = db == 1 ? 0 : step_b;
+        step_a *= da, step_b *= db;
+        bt->count *= bt->dims[d];
+    }
+    return 0;
+}
+
+/* The a and b matrix indices of batch element i. */
+static void batch_at(const batch *bt, int64_t i, int64_t *ia, int64_t *ib) {
+    *ia = *ib = 0;
+    for (int d = bt->nd - 1; d >= 0; d--) {
+        int64_t k = i % bt->dims[d];
+        i /= bt->dims[d];
+        *ia += k * bt->sa[d], *ib += k * bt->sb[d];
+    }
+}
+
 static tg_status matmul_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
                               int64_t *shape) {
     (void)n, (void)args;
     const tg_tensor *a = in[0], *b = in[1];
     char sa[TG__SHAPE_STR], sb[TG__SHAPE_STR];
-    if (a->ndim != 2 || b->ndim != 2)
-        return tg__fail(TG_ESHAPE, "%s: needs 2-d operands: %s @ %s", fn, tg__shape_str(a->ndim, a->shape, sa),
+    if (a->ndim < 2 || b->ndim < 2)
+        return tg__fail(TG_ESHAPE, "%s: needs 2-d operands (or batches of them, (...,M,K) @ (...,K,N)): %s @ %s", fn,
+                        tg__shape_str(a->ndim, a->shape, sa), tg__shape_str(b->ndim, b->shape, sb));
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != K)
+        return tg__fail(TG_ESHAPE, "%s: inner dimensions differ: %s @ %s", fn, tg__shape_str(a->ndim, a->shape, sa),
                         tg__shape_str(b->ndim, b->shape, sb));
-    int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-    if (b->shape[0] != K)
-        return tg__fail(TG_ESHAPE, "%s: inner dimensions differ: %s @ %s", fn, tg__shape_str(2, a->shape, sa),
-                        tg__shape_str(2, b->shape, sb));
-    /* BLAS counts in int: refuse what it cannot index rather than wrap around. */
-    if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX)
+    batch bt;
+    if (batch_of(a, b, &bt))
+        return tg__fail(TG_ESHAPE, "%s: batch dimensions do not broadcast: %s @ %s", fn,
+                        tg__shape_str(a->ndim, a->shape, sa), tg__shape_str(b->ndim, b->shape, sb));
+    /* BLAS counts in int: refuse what it cannot index rather than wrap around (a batch over a 2-d b is one
+       GEMM of all a's rows). */
+    int64_t rows = b->ndim == 2 ? (int64_t)((uint64_t)M * (uint64_t)bt.count) : M;
+    if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX || rows > INT32_MAX || rows < 0)
         return tg__fail(TG_ESHAPE, "%s: dimensions beyond BLAS's int range: %s @ %s", fn,
-                        tg__shape_str(2, a->shape, sa), tg__shape_str(2, b->shape, sb));
-    *ndim = 2;
-    shape[0] = M, shape[1] = N;
+                        tg__shape_str(a->ndim, a->shape, sa), tg__shape_str(b->ndim, b->shape, sb));
+    *ndim = bt.nd + 2;
+    memcpy(shape, bt.dims, (size_t)bt.nd * sizeof *shape);
+    shape[bt.nd] = M, shape[bt.nd + 1] = N;
     return TG_OK;
+}
+
+/* The matrices of a matmul, 2-d or batched: a 2-d b takes all of a's rows in one GEMM (a batch of a
+   (...,M,K) over one (K,N) is an (R,K) @ (K,N)), else one GEMM per batch element. */
+typedef struct {
+    int64_t M, K, N, count; /* count GEMMs of (M,K) @ (K,N) */
+    batch bt;
+} mm;
+
+static mm mm_of(const tg_tensor *a, const tg_tensor *b) {
+    mm m = {a->shape[a->ndim - 2], a->shape[a->ndim - 1], b->shape[b->ndim - 1], 1, {0}};
+    batch_of(a, b, &m.bt);
+    if (b->ndim == 2) m.M *= m.bt.count; /* one GEMM over every row of a */
+    else m.count = m.bt.count;
+    return m;
 }
 
 static tg_status matmul_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *y) {
     (void)n, (void)args;
     const tg_tensor *a = in[0], *b = in[1];
-    int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
+    mm m = mm_of(a, b);
+    size_t es = tg__dsize(a->dtype);
     /* K = 0 is an empty sum: zeros, whatever BLAS does with it */
-    if (K) tg__gemm(a->dtype, 0, 0, M, N, K, a->data, K, b->data, N, 0.0, y->data, N);
-    else memset(y->data, 0, (size_t)y->numel * tg__dsize(y->dtype));
+    if (!m.K) memset(y->data, 0, (size_t)y->numel * es);
+    for (int64_t i = 0; m.K && i < m.count; i++) {
+        int64_t ia = 0, ib = 0;
+        if (m.count > 1) batch_at(&m.bt, i, &ia, &ib);
+        tg__gemm(a->dtype, 0, 0, m.M, m.N, m.K, (const char *)a->data + (size_t)(ia * m.M * m.K) * es, m.K,
+                 (const char *)b->data + (size_t)(ib * m.K * m.N) * es, m.N, 0.0,
+                 (char *)y->data + (size_t)(i * m.M * m.N) * es, m.N);
+    }
     return TG_OK;
 }
 
@@ -110,18 +175,39 @@ static void empty_sum(const tg__node *node, int i, void *g, int64_t numel, tg_dt
     if (g && tg__fresh(node, i) && numel) memset(g, 0, (size_t)numel * tg__dsize(dt));
 }
 
-/* dA += dY B^T, dB += A^T dY: beta = 1 accumulates in place, with no temporary; beta = 0 when the buffer
-   is fresh (nothing to add to, and no zero-fill before). */
+/* dA += dY B^T, dB += A^T dY per batch element: beta = 1 accumulates in place, with no temporary; beta = 0
+   when the buffer is fresh (nothing to add to, and no zero-fill before). An operand broadcast over the
+   batch (its matrices reached more than once) sums its elements' contributions: a fresh buffer of it is
+   zeroed first and every GEMM adds. */
 static tg_status matmul_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
-    int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-    if (K == 0) return TG_OK; /* both gradients are empty */
-    if (N == 0) {
-        empty_sum(node, 0, grads[0], M * K, a->dtype), empty_sum(node, 1, grads[1], K * N, a->dtype);
+    mm m = mm_of(a, b);
+    size_t es = tg__dsize(a->dtype);
+    if (m.K == 0) return TG_OK; /* both gradients are empty */
+    if (m.N == 0) {
+        empty_sum(node, 0, grads[0], a->numel, a->dtype), empty_sum(node, 1, grads[1], b->numel, a->dtype);
         return TG_OK;
     }
-    if (grads[0]) tg__gemm(a->dtype, 0, 1, M, K, N, gout->data, N, b->data, N, !tg__fresh(node, 0), grads[0], K);
-    if (grads[1]) tg__gemm(a->dtype, 1, 0, K, N, M, a->data, K, gout->data, N, !tg__fresh(node, 1), grads[1], N);
+    if (m.count == 0) { /* an empty batch: no GEMM writes anything */
+        empty_sum(node, 0, grads[0], a->numel, a->dtype), empty_sum(node, 1, grads[1], b->numel, a->dtype);
+        return TG_OK;
+    }
+    int fresh_a = tg__fresh(node, 0), fresh_b = tg__fresh(node, 1);
+    if (m.count > 1 && tg__prod(a->shape, 0, a->ndim - 2) < m.count)
+        empty_sum(node, 0, grads[0], a->numel, a->dtype), fresh_a = 0;
+    if (m.count > 1 && tg__prod(b->shape, 0, b->ndim - 2) < m.count)
+        empty_sum(node, 1, grads[1], b->numel, a->dtype), fresh_b = 0;
+    for (int64_t i = 0; i < m.count; i++) {
+        int64_t ia = 0, ib = 0;
+        if (m.count > 1) batch_at(&m.bt, i, &ia, &ib);
+        const char *A = (const char *)a->data + (size_t)(ia * m.M * m.K) * es,
+                   *B = (const char *)b->data + (size_t)(ib * m.K * m.N) * es,
+                   *G = (const char *)gout->data + (size_t)(i * m.M * m.N) * es;
+        if (grads[0])
+            tg__gemm(a->dtype, 0, 1, m.M, m.K, m.N, G, m.N, B, m.N, !fresh_a, (char *)grads[0] + (size_t)(ia * m.M * m.K) * es, m.K);
+        if (grads[1])
+            tg__gemm(a->dtype, 1, 0, m.K, m.N, m.M, A, m.K, G, m.N, !fresh_b, (char *)grads[1] + (size_t)(ib * m.K * m.N) * es, m.N);
+    }
     return TG_OK;
 }
 

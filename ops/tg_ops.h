@@ -26,8 +26,14 @@
 #include "tg_rng.h"
 #include "tg_tape.h"
 
-/* (M,K) @ (K,N) -> (M,N), through OpenBLAS GEMM. Backward: dA += dY B^T, dB += A^T dY (GEMM with
-   beta = 1, no temporaries). Saves a and b. */
+/* (M,K) @ (K,N) -> (M,N), through OpenBLAS GEMM, and batches of them as numpy.matmul for operands of 2 or
+   more dims: (..., M, K) @ (..., K, N) -> (..., M, N), the leading (batch) dims broadcast by NumPy's rules
+   (aligned at the right, each pair equal or one of them 1; (2,1,3,4) @ (5,4,2) -> (2,5,3,2)). One GEMM per
+   batch element; a batch over a 2-d b is one GEMM over all of a's rows. Backward: dA += dY B^T,
+   dB += A^T dY per batch element (GEMM with beta = 1, no temporaries), summed over the batch dims an
+   operand was broadcast along. Saves a and b. TG_ESHAPE naming both shapes for an operand of fewer than
+   2 dims (1-d vectors are not promoted, unlike NumPy), K differing, batch dims that do not broadcast, or
+   dims beyond BLAS's int range. */
 tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
 
 /* x (...,K) @ W (K,M) + b (M,) -> (...,M): an affine map of the last axis, as one GEMM over all the
@@ -130,6 +136,21 @@ tg_tensor *tg_embedding(tg_tape *tape, tg_tensor *table, tg_tensor *indices);
    any machine. rng NULL means evaluation: the output equals x (a copy). Backward: dx += dy * mask /
    (1 - p). */
 tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, double p, tg_rng *rng);
+
+/* The index of the largest element along axis (negative counts from the end), as numpy.argmax: TG_I64, x's
+   shape without that axis (kept as 1 with keepdims). The first maximum wins ties; a NaN counts as the
+   maximum (the first NaN). A constant of the tape: it never needs a gradient. TG_EINVAL for an axis out of
+   range, TG_ESHAPE for an empty axis (no maximum), TG_EDTYPE for i64 x; errors otherwise as every op's. */
+tg_tensor *tg_argmax(tg_tape *tape, tg_tensor *x, int axis, int keepdims);
+
+/* One index per row of probs (..., V), drawn from that row's categorical distribution, as numpy's
+   choice(V, p=row / row.sum()): one tg_rng_uniform draw u per row, in row order, and the first index whose
+   running sum passes u * sum (categories of probability 0 are never drawn). TG_I64 of probs' shape without
+   its last axis (a 0-d index for a 1-d probs). The same rng state gives the same draws on any machine. A
+   constant of the tape. TG_EINVAL naming the row and the value for a negative, NaN or Inf entry, naming
+   the row for a row summing to 0, or for a NULL rng; TG_ESHAPE for a 0-d probs or V = 0. Every row is
+   checked before the first draw: on failure rng has not advanced. */
+tg_tensor *tg_sample(tg_tape *tape, tg_tensor *probs, tg_rng *rng);
 
 /* A copy of x that the tape treats as a constant: no gradient flows back through it. */
 tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x);

@@ -100,6 +100,13 @@ def ref(op, xs, a):
     """op's output, and a function of grad_out g giving the input gradients (None for index inputs),
     all in float64."""
     x = xs[0]
+    if op == "matmul":
+        b = xs[1]
+        return x @ b, lambda g: [unbroadcast(g @ np.swapaxes(b, -1, -2), x.shape),
+                                 unbroadcast(np.swapaxes(x, -1, -2) @ g, b.shape)]
+    if op == "argmax":
+        axis, keep = int(a[0]), bool(a[1])
+        return np.argmax(x, axis=axis, keepdims=keep), lambda g: [None]
     if op == "div":
         b = xs[1]
         return x / b, lambda g: [unbroadcast(g / b, x.shape), unbroadcast(-g * x / b**2, b.shape)]
@@ -195,6 +202,18 @@ def I(vmax, *shape):
 
 
 def cases():
+    yield "matmul 2-d", "matmul", [U(3, 4), U(4, 2)], []
+    yield "matmul batch", "matmul", [U(2, 3, 4), U(2, 4, 5)], []
+    yield "matmul batch @ 2-d", "matmul", [U(2, 3, 3, 4), U(4, 2)], []
+    yield "matmul 2-d @ batch", "matmul", [U(3, 4), U(5, 4, 2)], []
+    yield "matmul both broadcast (2,1,3,4) @ (5,4,2)", "matmul", [U(2, 1, 3, 4), U(5, 4, 2)], []
+    yield "matmul size-1 batch", "matmul", [U(1, 3, 4), U(6, 4, 1)], []
+    ties = np.round(U(3, 4, 5) * 2) / 2  # many ties: the first maximum must win
+    ties[1, 2, 3] = np.nan
+    ties[2, 0, 1] = ties[2, 0, 4] = np.nan
+    yield "argmax axis -1, ties and NaN", "argmax", [ties], [-1, 0]
+    yield "argmax axis 1 keepdims", "argmax", [ties], [1, 1]
+    yield "argmax axis 0", "argmax", [U(4, 3)], [0, 0]
     yield "div broadcast", "div", [U(3, 4), U(4, lo=0.5, hi=2)], []
     yield "div scalar over 3-d", "div", [U(), U(2, 1, 3, lo=0.5, hi=2)], []
     yield "neg", "neg", [U(2, 3)], []
@@ -229,7 +248,7 @@ def compare(what, got, want, dtype):
     got = np.asarray(got, dtype=np.float64)
     if got.shape != want.shape:
         return f"{what}: shape {got.shape}, want {want.shape}"
-    if not np.all(np.isfinite(got)):
+    if not np.all(np.isfinite(got)) and not np.array_equal(got, want, equal_nan=True):
         return f"{what}: not finite: {got.ravel()[:6]}"
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
     tol = (1e-12 if dtype == "<f8" else 1e-5) * scale

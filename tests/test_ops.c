@@ -87,6 +87,12 @@ static const op_case cases[] = {
     {"matmul", 2, {2, 2}, {S(1, 1), S(1, 1)}, {0}},
     {"matmul", 2, {2, 2}, {S(1, 5), S(5, 3)}, {0}},
     {"matmul", 2, {2, 2}, {S(4, 1), S(1, 2)}, {0}},
+    {"matmul", 2, {3, 3}, {S(2, 3, 4), S(2, 4, 2)}, {0}},       /* a batch of 2 */
+    {"matmul", 2, {3, 2}, {S(2, 3, 4), S(4, 2)}, {0}},          /* one weight for the batch: one GEMM */
+    {"matmul", 2, {2, 3}, {S(3, 4), S(2, 4, 2)}, {0}},          /* a broadcast over b's batch */
+    {"matmul", 2, {4, 3}, {S(2, 1, 3, 4), S(5, 4, 2)}, {0}},    /* both broadcast: (2,5,3,2) */
+    {"matmul", 2, {3, 3}, {S(1, 1, 1), S(1, 1, 1)}, {0}},       /* size-1 everywhere */
+    {"matmul", 2, {3, 3}, {S(3, 2, 1), S(1, 1, 4)}, {0}},       /* K = 1, b broadcast over the batch */
     {"add", 2, {2, 2}, {S(3, 4), S(3, 4)}, {0}},
     {"add", 2, {2, 1}, {S(3, 4), S(4)}, {0}},      /* (N,H) + (H,): the bias */
     {"add", 2, {2, 2}, {S(3, 1), S(1, 4)}, {0}},   /* both stretched */
@@ -469,7 +475,7 @@ Test(ops, shape_errors_name_the_values) {
     cr_expect_null(tg_matmul(tape, a, a));
     tt_expect_error(TG_ESHAPE, "tg_matmul: inner dimensions differ: (4,3) @ (4,3)");
     cr_expect_null(tg_matmul(tape, a, v));
-    tt_expect_error(TG_ESHAPE, "tg_matmul: needs 2-d operands: (4,3) @ (3,)");
+    tt_expect_error(TG_ESHAPE, "tg_matmul: needs 2-d operands (or batches of them, (...,M,K) @ (...,K,N)): (4,3) @ (3,)");
     cr_expect_null(tg_matmul(tape, a, f));
     tt_expect_error(TG_EDTYPE, "tg_matmul: dtypes differ: a is f64, b is f32 (no promotion)");
     /* BLAS counts in int: an empty (2^31, 0) operand allocates nothing, but its M does not fit */
@@ -477,6 +483,13 @@ Test(ops, shape_errors_name_the_values) {
     cr_expect_null(tg_matmul(tape, tall, e));
     tt_expect_error(TG_ESHAPE, "tg_matmul: dimensions beyond BLAS's int range: (2147483648,0) @ (0,2)");
     tg_tensor_free(tall), tg_tensor_free(e);
+    /* batches: K differing, batch dims that do not broadcast; both shapes named */
+    tg_tensor *b3 = TT_RAND(TG_F64, 1, 5, 3, 3, 2), *b2 = TT_RAND(TG_F64, 1, 6, 2, 4, 2);
+    cr_expect_null(tg_matmul(tape, x, b2));
+    tt_expect_error(TG_ESHAPE, "tg_matmul: inner dimensions differ: (2,5,3) @ (2,4,2)");
+    cr_expect_null(tg_matmul(tape, x, b3));
+    tt_expect_error(TG_ESHAPE, "tg_matmul: batch dimensions do not broadcast: (2,5,3) @ (3,3,2)");
+    tg_tensor_free(b3), tg_tensor_free(b2);
     cr_expect_null(tg_add(tape, a, x));
     tt_expect_error(TG_ESHAPE, "tg_add: shapes (4,3) and (2,5,3) do not broadcast");
     cr_expect_null(tg_sub(tape, f, a));
@@ -877,4 +890,108 @@ Test(ops, small_gemms_keep_one_thread_only_under_the_avx512_kernels) {
     cr_expect_eq(tg__gemm_one_thread_below("Zen", 0), 0);
     cr_expect_eq(tg__gemm_one_thread_below(NULL, 0), 0);
     cr_expect_eq(tg__gemm_one_thread_below("SkylakeX", 1), 0, "a thread count the user set is OpenBLAS's to use");
+}
+
+/* ---- argmax and sample: index outputs, constants of the tape ---- */
+
+Test(ops, argmax_first_maximum_nan_axes_keepdims) {
+    tg_tape *tape = tg_tape_new();
+    /* (2,3,4): ties, a NaN, negative axes */
+    double v[24] = {1, 5, 5, 0, 2, 2, 2, 2, -1, -3, -2, -1, 0, NAN, 9, NAN, 3, 1, 4, 1, 7, 7, 6, 8};
+    tg_tensor *x = tg_tensor_from(TG_F64, 3, TT_SHAPE(2, 3, 4), v), *p = TT_RAND(TG_F64, 1, 9, 3, 4);
+    tg_tensor *a = tg_argmax(tape, x, -1, 0), *k = tg_argmax(tape, x, 1, 1), *z = tg_argmax(tape, x, 0, 0);
+    cr_assert(a && k && z, "%s", tg_last_error());
+    int64_t want_a[6] = {1, 0, 0, 1, 2, 3}, want_k[8] = {1, 0, 0, 1, 2, 0, 0, 0};
+    cr_expect_eq(tg_tensor_dtype(a), TG_I64);
+    cr_expect(tg_tensor_ndim(a) == 2 && tg_tensor_shape(a)[0] == 2 && tg_tensor_shape(a)[1] == 3);
+    cr_expect(tg_tensor_ndim(k) == 3 && tg_tensor_shape(k)[1] == 1 && tg_tensor_shape(k)[2] == 4);
+    for (int i = 0; i < 6; i++) cr_expect_eq(((int64_t *)tg_tensor_data(a))[i], want_a[i], "argmax axis -1 [%d]", i);
+    for (int i = 0; i < 8; i++) cr_expect_eq(((int64_t *)tg_tensor_data(k))[i], want_k[i], "argmax axis 1 [%d]", i);
+    /* never a gradient, even of a parameter: a constant, recorded nowhere */
+    tg_tensor *ap = tg_argmax(tape, p, 0, 0);
+    cr_assert(ap, "%s", tg_last_error());
+    cr_expect(!tg_tensor_requires_grad(ap) && tg_tape_size(tape) == 0, "argmax was recorded");
+    /* errors */
+    cr_expect_null(tg_argmax(tape, x, 3, 0));
+    tt_expect_error(TG_EINVAL, "tg_argmax");
+    tg_tensor *e = tg_tensor_new(TG_F64, 2, TT_SHAPE(2, 0)), *i64 = tg_tensor_new(TG_I64, 1, TT_SHAPE(3));
+    cr_expect_null(tg_argmax(tape, e, 1, 0));
+    tt_expect_error(TG_ESHAPE, "tg_argmax: x (2,0) is empty along axis 1: no maximum to find");
+    cr_expect_null(tg_argmax(tape, i64, 0, 0));
+    tt_expect_error(TG_EDTYPE, "tg_argmax: x is i64");
+    cr_expect_null(tg_argmax(NULL, x, 0, 0));
+    tt_expect_error(TG_EINVAL, "tg_argmax: tape is NULL");
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(p), tg_tensor_free(e), tg_tensor_free(i64);
+}
+
+/* 20 000 draws from one row against its probabilities: Pearson's chi-square with 4 degrees of freedom
+   stays below 23.5 (a false alarm once in 10 000 runs); an off-by-one in the search fails it by far. */
+Test(ops, sample_chi_square_and_repeatable) {
+    tg_tape *tape = tg_tape_new();
+    enum { DRAWS = 20000, V = 5 };
+    double p[V] = {0.1, 0.0, 0.4, 0.2, 0.3}, scale = 3.0; /* unnormalised rows are fine: a row sums to 3 */
+    double rows[DRAWS * V];
+    for (int r = 0; r < DRAWS; r++)
+        for (int v = 0; v < V; v++) rows[r * V + v] = p[v] * scale;
+    tg_tensor *probs = tg_tensor_from(TG_F64, 2, TT_SHAPE(DRAWS, V), rows);
+    tg_rng rng, again;
+    tg_rng_seed(&rng, 7);
+    again = rng;
+    tg_tensor *s = tg_sample(tape, probs, &rng);
+    cr_assert(s, "%s", tg_last_error());
+    cr_expect(tg_tensor_ndim(s) == 1 && tg_tensor_shape(s)[0] == DRAWS && tg_tensor_dtype(s) == TG_I64);
+    int64_t count[V] = {0};
+    for (int r = 0; r < DRAWS; r++) count[((int64_t *)tg_tensor_data(s))[r]]++;
+    cr_expect_eq(count[1], 0, "a category of probability 0 was drawn");
+    double chi2 = 0;
+    for (int v = 0; v < V; v++)
+        if (p[v] > 0) chi2 += pow((double)count[v] - DRAWS * p[v], 2) / (DRAWS * p[v]);
+    cr_expect_lt(chi2, 23.5, "chi-square %.2f over %d draws: counts %lld %lld %lld %lld %lld", chi2, DRAWS,
+                 (long long)count[0], (long long)count[1], (long long)count[2], (long long)count[3], (long long)count[4]);
+    /* the same state gives the same draws; one uniform per row */
+    tg_tensor *s2 = tg_sample(tape, probs, &again);
+    cr_assert(s2);
+    cr_expect_eq(tg_tensor_hash(s), tg_tensor_hash(s2), "the same rng state drew differently");
+    cr_expect(!memcmp(&rng, &again, sizeof rng), "the two rngs advanced differently");
+    tg_rng count_draws;
+    tg_rng_seed(&count_draws, 7);
+    for (int r = 0; r < DRAWS; r++) tg_rng_uniform(&count_draws);
+    cr_expect(!memcmp(&rng, &count_draws, sizeof rng), "tg_sample did not take exactly one draw per row");
+    /* f32, a 1-d row to a 0-d index */
+    float one[3] = {0, 0, 2};
+    tg_tensor *p1 = tg_tensor_from(TG_F32, 1, TT_SHAPE(3), one), *s1 = tg_sample(tape, p1, &rng);
+    cr_assert(s1, "%s", tg_last_error());
+    cr_expect(tg_tensor_ndim(s1) == 0 && ((int64_t *)tg_tensor_data(s1))[0] == 2);
+    tg_tape_free(tape);
+    tg_tensor_free(probs), tg_tensor_free(p1);
+}
+
+Test(ops, sample_errors_name_the_row) {
+    tg_tape *tape = tg_tape_new();
+    double bad[4][6] = {{0.5, 0.5, 0, 0.2, -0.1, 0.3}, {0.5, 0.5, NAN, 1, 1, 1}, {1, 1, 1, INFINITY, 1, 1},
+                        {1, 1, 1, 0, 0, 0}};
+    const char *want[4] = {"tg_sample: row 1 of probs holds -0.1 at index 1: want finite values >= 0",
+                           "tg_sample: row 0 of probs holds nan at index 2", "tg_sample: row 1 of probs holds inf at index 0",
+                           "tg_sample: row 1 of probs sums to 0: no category to draw"};
+    tg_rng rng, before;
+    tg_rng_seed(&rng, 3);
+    before = rng;
+    for (int k = 0; k < 4; k++) {
+        tg_tensor *p = tg_tensor_from(TG_F64, 2, TT_SHAPE(2, 3), bad[k]);
+        cr_expect_null(tg_sample(tape, p, &rng), "case %d", k);
+        tt_expect_error(TG_EINVAL, want[k]);
+        cr_expect(!memcmp(&rng, &before, sizeof rng), "a refused call advanced the rng");
+        tg_tensor_free(p);
+    }
+    tg_tensor *ok = TT_RAND(TG_F64, 0, 1, 2, 3), *empty = tg_tensor_new(TG_F64, 2, TT_SHAPE(2, 0)),
+              *scalar = tg_tensor_new(TG_F64, 0, NULL);
+    cr_expect_null(tg_sample(tape, ok, NULL));
+    tt_expect_error(TG_EINVAL, "tg_sample: rng is NULL");
+    cr_expect_null(tg_sample(tape, empty, &rng));
+    tt_expect_error(TG_ESHAPE, "tg_sample: probs is (2,0); want (..., V) with V >= 1");
+    cr_expect_null(tg_sample(tape, scalar, &rng));
+    tt_expect_error(TG_ESHAPE, "tg_sample: probs is ()");
+    tg_tape_free(tape);
+    tg_tensor_free(ok), tg_tensor_free(empty), tg_tensor_free(scalar);
 }
