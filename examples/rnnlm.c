@@ -25,7 +25,7 @@
  * mask of step s comes from (seed, s) alone, for the same reason.
  *
  * Each epoch prints its training perplexity (e to the mean cross-entropy) and tokens per second; the
- * end prints a sample: 40 tokens drawn one at a time from softmax(logits / temperature) with tg_rng,
+ * end prints a sample: 40 tokens drawn one at a time from softmax(logits / temperature) by tg_sample,
  * the model fed its own output. --save and --resume checkpoint the parameters and the optimizer's
  * state (tg_checkpoint_save); a resumed run ends bit-identical to an unbroken one.
  *
@@ -260,16 +260,9 @@ static void sample(tg_tape *tape, model *m, const corpus *c, int by_char, int64_
     for (int i = 0; i < n; i++) {
         ((int64_t *)tg_tensor_data(x))[0] = tok;
         tg_tensor *z = logits(tape, m, x, 0, NULL);
-        tg_tensor *p = tg_softmax(tape, tg_scale(tape, z, 1 / temperature), -1);
-        CHECK(p);
-        double u = tg_rng_uniform(rng), acc = 0;
-        const float *pd = tg_tensor_data(p);
-        tok = tg_tensor_numel(p) - 1;
-        for (int64_t v = 0; v < tg_tensor_numel(p); v++)
-            if ((acc += pd[v]) > u) {
-                tok = v;
-                break;
-            }
+        tg_tensor *next = tg_sample(tape, tg_softmax(tape, tg_scale(tape, z, 1 / temperature), -1), rng);
+        CHECK(next);
+        tok = ((const int64_t *)tg_tensor_data(next))[0];
         const char *w = c->words[tok];
         if (!strcmp(w, "<eos>")) printf("\n    ");
         else printf(by_char ? "%s" : " %s", w);
