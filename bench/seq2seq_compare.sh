@@ -2,7 +2,8 @@
 # seq2seq_compare.sh: seconds per training epoch of the book's seq2seq models, tapegrad's example
 # (examples/seq2seq.c, release build) beside the book's NumPy code (bench/seq2seq_numpy.py), side by side
 # on one machine, on the same data file, with the same settings: wordvec 16, batch 128, Adam, clip 5.
-# One run each, one after the other (never two at once); OpenBLAS threads as the environment says.
+# One run each, one after the other (never two at once); OpenBLAS threads as the environment says (the
+# README's table: OPENBLAS_NUM_THREADS=1 for both, the figure least moved by other work on the machine).
 #
 #   bench/seq2seq_compare.sh [--epochs K] [--quick]
 #     --epochs  epochs per run (default 1; a row is the mean of its epochs)
@@ -38,7 +39,7 @@ for row in "attention dates 256 --reverse" "peeky addition 128 --reverse" "plain
   tg=$("$build/examples/seq2seq" --data "$data" --model "$model" --hidden "$hidden" --epochs "$epochs" $rev 2>/dev/null | tee "$tmp/tg.log" | mean_s)
   np=$("$python" bench/seq2seq_numpy.py --data "$data" --model "$model" --hidden "$hidden" --epochs "$epochs" $rev | tee "$tmp/np.log" | mean_s)
   printf '| %s, %s%s | %s | %s | %s | %s |\n' "$model" "$task" "${rev:+, reversed}" "$hidden" "$tg" "$np" \
-    "$(awk -v a="$tg" -v b="$np" 'BEGIN {printf a > 0 ? "%.1fx" : "-", b / a}')"
+    "$(awk -v a="$tg" -v b="$np" 'BEGIN {if (a > 0) printf "%.1fx", b / a; else printf "-"}')"
 done
 echo
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; load $(uptime | sed 's/.*load average: //'); $(date -u +%Y-%m-%d)"

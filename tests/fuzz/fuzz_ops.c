@@ -244,9 +244,12 @@ static void binary(vm *m, bytes *b) {
     tg_tensor *x = pick(m, b), *w = pick(m, b), *c = pick(m, b), *y = NULL;
     int64_t ignore = larg(b);
     const char *fn = "?";
-    if ((which == 4 || which == 5) && x && w && tg_tensor_ndim(w) == 2 && tg_tensor_ndim(x) >= 1) {
-        /* (M,K) @ (K,N) costs M K N: skip the few that would take the input's whole time */
-        double flops = (double)tg_tensor_numel(x) * (double)tg_tensor_shape(w)[1];
+    if ((which == 4 || which == 5) && x && w && tg_tensor_ndim(w) >= 2 && tg_tensor_ndim(x) >= 1) {
+        /* (..., N,K) @ (..., K,M) costs at most numel(x) * batch(w) * M (batches broadcast): skip the few
+           that would take the input's whole time */
+        int wd = tg_tensor_ndim(w);
+        int64_t k = tg_tensor_shape(w)[wd - 2];
+        double flops = (double)tg_tensor_numel(x) * ((double)tg_tensor_numel(w) / (double)(k > 0 ? k : 1));
         if (flops > (double)MAX_FLOPS) return;
     }
     tg_clear_error();

@@ -151,6 +151,19 @@ tg_status  tg_time_gru_set_state(tg_time_gru *layer, const tg_tensor *h);
 void       tg_time_gru_reset_state(tg_time_gru *layer);
 tg_tensor *tg_time_gru_dh(tg_time_gru *layer);
 
+/* issue: encoder-decoder and attention */
+tg_tensor *tg_time_rnn_forward_from(tg_tape *tape, tg_time_rnn *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT);
+tg_tensor *tg_time_lstm_forward_from(tg_tape *tape, tg_time_lstm *layer, tg_tensor *xs, tg_tensor *h0,
+                                     tg_tensor *c0, tg_tensor **hT, tg_tensor **cT);
+tg_tensor *tg_time_gru_forward_from(tg_tape *tape, tg_time_gru *layer, tg_tensor *xs, tg_tensor *h0,
+                                    tg_tensor **hT);
+tg_tensor *tg_attention(tg_tape *tape, tg_tensor *hs_enc, tg_tensor *hs_dec, tg_tensor **weights);
+tg_status tg_attention_ref(tg_tensor *hs_enc, tg_tensor *hs_dec, tg_tensor *dcontext, tg_tensor *context,
+                           tg_tensor *weights, tg_tensor *dhs_enc, tg_tensor *dhs_dec);
+tg_tensor *tg_argmax(tg_tape *tape, tg_tensor *x, int axis, int keepdims);
+tg_tensor *tg_sample(tg_tape *tape, tg_tensor *probs, tg_rng *rng);
+
 /* Types that cannot be redeclared are checked member by member and value by value. */
 _Static_assert(TG_F32 == 0 && TG_F64 == 1 && TG_I64 == 2, "tg_dtype");
 _Static_assert(sizeof(tg_rng) == 4 * sizeof(uint64_t), "tg_rng is its state");
