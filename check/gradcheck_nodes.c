@@ -27,6 +27,10 @@ typedef struct {
     void *buf[64];    /* gradient buffers handed to backward, in the rerun's dtype */
     int checked[64];
     int64_t N;        /* elements of the checked inputs */
+    /* A custom op's kept tensors: the rerun at the recorded inputs keeps kept_y, which the backward checked
+       reads (through saved, the fake node's list: inputs, output, kept); the reruns around it keep tmp. */
+    tg__kept kept_y, kept_tmp;
+    tg_tensor *saved[64 + 1 + TG__MAX_KEPT];
     char msg[512];    /* why the node fails, when it does */
 } node_run;
 
@@ -37,6 +41,7 @@ static void node_run_free(node_run *r) {
         tg__free(r->buf[i]);
     }
     tg_tensor_free(r->y), tg_tensor_free(r->yp), tg_tensor_free(r->ym), tg_tensor_free(r->v);
+    tg__kept_free(&r->kept_y), tg__kept_free(&r->kept_tmp);
 }
 
 static int node_fail(node_run *r, const char *fmt, ...) {
@@ -52,8 +57,16 @@ static int node_fail(node_run *r, const char *fmt, ...) {
 static int rerun(node_run *r, tg_tensor *y) {
     const tg__op *op = r->node->op;
     if (op->flags & TG__ZERO_OUT) memset(y->data, 0, (size_t)y->numel * tg__dsize(y->dtype));
-    if (op->forward(r->x, r->fake.n_in, &r->fake.args, y) != TG_OK)
+    tg__kept *kept = y == r->y ? &r->kept_y : &r->kept_tmp;
+    if (tg__forward(r->tape, op, r->x, r->fake.n_in, &r->fake.args, y, kept) != TG_OK)
         return node_fail(r, "its forward failed when rerun: %s", tg_last_error());
+    if (y == r->y && (op->flags & TG__OPAQUE)) { /* the backward reads this rerun's kept tensors */
+        int n = r->fake.n_in;
+        memcpy(r->saved, r->x, (size_t)n * sizeof *r->saved);
+        r->saved[n] = y;
+        memcpy(r->saved + n + 1, kept->t, (size_t)kept->n * sizeof *r->saved);
+        r->fake.saved = r->saved, r->fake.n_saved = n + 1 + kept->n, r->fake.fp = NULL;
+    }
     return 1;
 }
 
@@ -77,7 +90,10 @@ static void *recompute(tg_tape *tape, const tg_tensor *t) {
     out.data = ok ? tg__malloc(bytes + 1) : NULL;
     if (ok && !out.data) tg__fail(TG_ENOMEM, "tg_gradcheck_nodes: out of memory recomputing an input");
     if (out.data && (node->op->flags & TG__ZERO_OUT)) memset(out.data, 0, bytes);
-    if (out.data && node->op->forward(ins, node->n_in, &node->args, &out) != TG_OK) tg__free(out.data), out.data = NULL;
+    tg__kept kept = {.leaves = 1};
+    if (out.data && tg__forward(tape, node->op, ins, node->n_in, &node->args, &out, &kept) != TG_OK)
+        tg__free(out.data), out.data = NULL;
+    tg__kept_free(&kept);
     for (int i = 0; i < node->n_in; i++)
         if (!node->in[i]->data && in[i].data) tg__free(in[i].data);
     return out.data;
@@ -93,6 +109,7 @@ static int node_setup(node_run *r, tg_tape *tape, const tg__node *node, int64_t 
     r->k = k;
     r->fake = *node;
     r->fake.in = r->x;
+    r->kept_y.leaves = r->kept_tmp.leaves = 1;
     tg_dtype dt = node->args.def ? node->out->dtype : TG_F64;
     for (int i = 0; i < node->n_in; i++) {
         const tg_tensor *in = node->in[i];
@@ -251,10 +268,13 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         tg__acc_init(&nc);
         int ok = node_setup(&r, tape, node, k, o.seed) && node_check(&r, &o, &nc);
         if (ok && nc.n_bad) {
-            char loc[128];
+            char loc[128], label[80];
             tg__where_str(loc, sizeof loc, nc.input, nc.index, nc.out_index);
-            node_fail(&r, "%s: analytic %.10g vs numeric %.10g, |diff| %.3g > tol %.3g", loc, nc.a, nc.n, nc.err,
-                      nc.tol);
+            /* a custom op's input by its name: "input gamma element 3 ..." */
+            const char *tail = node->args.def ? strchr(loc + 6, ' ') : NULL;
+            if (tail) tg__input_label(node->args.def->input_names, nc.input, label, sizeof label);
+            node_fail(&r, "%s%s: analytic %.10g vs numeric %.10g, |diff| %.3g > tol %.3g", tail ? label : loc,
+                      tail ? tail : "", nc.a, nc.n, nc.err, nc.tol);
             ok = 0;
         }
         node_run_free(&r);

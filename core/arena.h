@@ -1,5 +1,5 @@
 /* The tape's struct and the inline half of its arena (core/arena.c has the rest): shared by the files of
-   core/ that make up the tape (tape.c, arena.c, fingerprint.c, draw.c) and by tensor.c, which tells an
+   core/ that make up the tape (tape.c, arena.c, fingerprint.c, draw.c, callback.c) and by tensor.c, which tells an
    output of an ended recording by its tape's gen. Never installed. */
 #ifndef TG_ARENA_H
 #define TG_ARENA_H
@@ -110,6 +110,7 @@ struct tg_tape {
     uint32_t n_fp, cap_fp;
     struct spare *spares[SPARE_CLASSES]; /* gradient blocks backward is done with, by size class */
     void *scratch;          /* tg__node_backward's proof that a backward adds */
+    chunk *cb_chunks;       /* custom ops' callbacks' scratch (core/callback.c), newest first */
     size_t scratch_size;
     int64_t n_hashed;       /* tensors hashed for this recording, recorded and checked: tg__tape_hashes */
     header_pool headers[2]; /* even and odd recordings */
@@ -167,6 +168,51 @@ static inline void *arena_take(tg_tape *tape, size_t size) {
     else if (!(p = tg__arena_grow(tape, step))) return NULL;
     if (tape->redzone) unpoison(p, size);
     return p;
+}
+
+static inline tg_tensor *new_header(tg_tape *tape) {
+    header_pool *pool = &tape->headers[tape->gen & 1];
+    if (!pool->cur || pool->used == HEADER_BLOCK) {
+        header_block *next = pool->cur ? pool->cur->next : pool->first;
+        if (!next) { /* the pool grows once; later recordings reuse its blocks */
+            next = tg__malloc(sizeof *next);
+            if (!next) return NULL;
+            next->next = NULL;
+            if (pool->cur) pool->cur->next = next;
+            else pool->first = next;
+        }
+        pool->cur = next;
+        pool->used = 0;
+    }
+    return &pool->cur->t[pool->used++];
+}
+
+/* A new output of the tape: data from a spare block or the arena (zeroed when zero is set). NULL on
+   TG_ENOMEM. */
+static TG__INLINE tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim,
+                                     const int64_t shape[TG_MAX_DIMS], int zero) {
+    /* Positive dims below 2^20 while the count is below 2^40 keep it below 2^60, where nothing overflows:
+       those skip tg__numel's checks, the rest take them. */
+    int64_t numel = 1;
+    int plain = ndim >= 0 && ndim <= TG_MAX_DIMS;
+    for (int i = 0; i < ndim && plain; i++)
+        if ((plain = shape[i] > 0 && shape[i] < (1 << 20) && numel < ((int64_t)1 << 40))) numel *= shape[i];
+    if (!plain && tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
+    tg_tensor *t = new_header(tape);
+    size_t bytes = (size_t)numel * tg__dsize(dtype);
+    void *data = t ? spare_take(tape, (bytes + 63) & ~(size_t)63, bytes) : NULL;
+    if (t && !data) data = arena_take(tape, bytes);
+    if (data && zero) memset(data, 0, bytes);
+    if (!data) {
+        tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
+        return NULL;
+    }
+    /* field by field (a compound literal is a `rep stos`, slow at this size), the dims copied whole: shape
+       holds TG_MAX_DIMS, zero past ndim (see tg__op), and a fixed-size copy is four moves */
+    t->dtype = dtype, t->ndim = ndim, t->numel = numel, t->data = data, t->grad = NULL, t->flags = 0, t->fp = 0;
+    t->tape = tape, t->gen = tape->gen, t->node = -1;
+    memcpy(t->shape, shape, sizeof t->shape);
+    return t;
 }
 
 /* TG_CHECK_SAVED's fingerprints (core/fingerprint.c). The hash of t's data: */

@@ -37,11 +37,10 @@ tg_status tg_tape_print(const tg_tape *tape, FILE *out) {
         }
         fprintf(out, ") -> %s", tg__shape_str(n->out->ndim, n->out->shape, sb));
         if (args_str(n, ab, sizeof ab)[0]) fprintf(out, "  %s", ab);
-        if (n->n_saved) {
-            fprintf(out, "  saved:");
-            for (int i = 0; i < n->n_saved; i++)
-                fprintf(out, " %s", tg__shape_str(n->saved[i]->ndim, n->saved[i]->shape, sb));
-        }
+        int kept = tg__n_kept(n), saved = n->n_saved - kept;
+        for (int i = 0; i < n->n_saved; i++)
+            fprintf(out, "%s%s", i == 0 && saved ? "  saved: " : i == saved ? "  kept: " : " ",
+                    tg__shape_str(n->saved[i]->ndim, n->saved[i]->shape, sb));
         fputc('\n', out);
     }
     return ferror(out) ? tg__fail(TG_EIO, "tg_tape_print: writing failed") : TG_OK;

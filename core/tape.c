@@ -44,6 +44,13 @@ void tg_tape_reset(tg_tape *tape) {
     header_pool *pool = &tape->headers[tape->gen & 1];
     pool->cur = NULL;
     pool->used = 0;
+    /* The pool this recording uses gets as many blocks as the last one used, now: a loop's second step
+       mallocs nothing either (on failure it grows when needed instead). */
+    int want = 0, have = 0;
+    for (header_block *b = tape->headers[!(tape->gen & 1)].first; b; b = b->next) want++;
+    header_block **end = &pool->first;
+    for (; *end; end = &(*end)->next) have++;
+    for (; have < want && (*end = tg__malloc(sizeof **end)); have++) (*end)->next = NULL, end = &(*end)->next;
 }
 
 void tg_tape_free(tg_tape *tape) {
@@ -59,6 +66,7 @@ void tg_tape_free(tg_tape *tape) {
     tg__free(tape->fp_slots);
     tg__free(tape->fps);
     tg__free(tape->scratch);
+    tg__free_chunks(tape->cb_chunks);
     tg__free(tape);
 }
 
@@ -83,55 +91,17 @@ int64_t tg_tape_size(const tg_tape *tape) { return tape ? tape->n_nodes : 0; }
 
 int64_t tg__tape_hashes(const tg_tape *tape) { return tape->n_hashed; }
 
-static tg_tensor *new_header(tg_tape *tape) {
-    header_pool *pool = &tape->headers[tape->gen & 1];
-    if (!pool->cur || pool->used == HEADER_BLOCK) {
-        header_block *next = pool->cur ? pool->cur->next : pool->first;
-        if (!next) { /* the pool grows once; later recordings reuse its blocks */
-            next = tg__malloc(sizeof *next);
-            if (!next) return NULL;
-            next->next = NULL;
-            if (pool->cur) pool->cur->next = next;
-            else pool->first = next;
-        }
-        pool->cur = next;
-        pool->used = 0;
-    }
-    return &pool->cur->t[pool->used++];
+const char *tg__input_label(const char *const *names, int i, char *buf, size_t size) {
+    if (names && names[i]) snprintf(buf, size, "input %s", names[i]);
+    else snprintf(buf, size, "input %d", i);
+    return buf;
 }
 
-/* A new output of the tape: data from a spare block or the arena (zeroed when zero is set). NULL on
-   TG_ENOMEM. */
-static TG__INLINE tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dtype, int ndim,
-                                     const int64_t shape[TG_MAX_DIMS], int zero) {
-    /* Positive dims below 2^20 while the count is below 2^40 keep it below 2^60, where nothing overflows:
-       those skip tg__numel's checks, the rest take them. */
-    int64_t numel = 1;
-    int plain = ndim >= 0 && ndim <= TG_MAX_DIMS;
-    for (int i = 0; i < ndim && plain; i++)
-        if ((plain = shape[i] > 0 && shape[i] < (1 << 20) && numel < ((int64_t)1 << 40))) numel *= shape[i];
-    if (!plain && tg__numel(fn, dtype, ndim, shape, &numel)) return NULL;
-    tg_tensor *t = new_header(tape);
-    size_t bytes = (size_t)numel * tg__dsize(dtype);
-    void *data = t ? spare_take(tape, (bytes + 63) & ~(size_t)63, bytes) : NULL;
-    if (t && !data) data = arena_take(tape, bytes);
-    if (data && zero) memset(data, 0, bytes);
-    if (!data) {
-        tg__fail(TG_ENOMEM, "%s: out of memory for an output of %lld elements", fn, (long long)numel);
-        return NULL;
-    }
-    /* field by field (a compound literal is a `rep stos`, slow at this size), the dims copied whole: shape
-       holds TG_MAX_DIMS, zero past ndim (see tg__op), and a fixed-size copy is four moves */
-    t->dtype = dtype, t->ndim = ndim, t->numel = numel, t->data = data, t->grad = NULL, t->flags = 0, t->fp = 0;
-    t->tape = tape, t->gen = tape->gen, t->node = -1;
-    memcpy(t->shape, shape, sizeof t->shape);
-    return t;
-}
 
 /* Input i's name in messages: the op's own ("a", "x"), else "input i". Every op's every input asks, error or
    not, so it is written by hand: an snprintf per input was a tenth of a gradient check's time. */
-static const char *input_name(const char *const *names, int i, char *buf, size_t size) {
-    if (names) return names[i];
+const char *tg__input_name(const char *const *names, int i, char *buf, size_t size) {
+    if (names && names[i]) return names[i];
     char digits[16];
     int n = 0;
     for (unsigned v = (unsigned)i; n == 0 || v; v /= 10) digits[n++] = (char)('0' + v % 10);
@@ -145,10 +115,10 @@ static const char *input_name(const char *const *names, int i, char *buf, size_t
 /* None NULL (NULL keeps the first error), all from this tape's current recording; index inputs i64,
    value inputs f32 or f64 and all of one dtype. Returns 0 when fine, and in *needs whether any input
    needs a gradient. */
-static TG__INLINE int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n,
-                                   int *needs) {
+static TG__INLINE int check_inputs(const char *fn, tg_tape *tape, const tg__op *op, const char *const *names,
+                                   tg_tensor *const *in, int n, int *needs) {
     char nb[32], nb0[32];
-#define NAME(i) input_name(op->names, i, (i) == first ? nb0 : nb, sizeof nb) /* messages only: every op passes here */
+#define NAME(i) tg__input_name(names, i, (i) == first ? nb0 : nb, sizeof nb) /* messages only: every op passes here */
     int first = -1; /* the first value input: the dtype the others must share */
     for (int i = 0; i < n; i++)
         if (!in[i]) return tg__null(fn, NAME(i)), 1;
@@ -188,15 +158,15 @@ const char *tg__node_name(const tg__node *node) { return node->args.def ? node->
 
 /* A forward's output is not finite. When an input that is a leaf holds the NaN or Inf, it came in
    from outside and the message says so, instead of blaming the op that read it. */
-static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n) {
-    char shapes[256], nb[32];
+static void fail_nonfinite(const char *fn, tg_tape *tape, const char *const *names, tg_tensor *const *in, int n) {
+    char shapes[256], nb[80];
     for (int i = 0; i < n; i++) {
         if (in[i]->tape || !tg__is_float(in[i]->dtype)) continue;
         for (int64_t k = 0; k < in[i]->numel; k++) {
             double v = tg_tensor_get(in[i], k);
             if (isfinite(v)) continue;
-            tg__fail(TG_ENONFINITE, "%s: non-finite output at node %lld: input %s of %s is a leaf holding %s at "
-                     "element %lld", fn, (long long)tape->n_nodes, input_name(op->names, i, nb, sizeof nb), fn,
+            tg__fail(TG_ENONFINITE, "%s: non-finite output at node %lld: %s of %s is a leaf holding %s at "
+                     "element %lld", fn, (long long)tape->n_nodes, tg__input_label(names, i, nb, sizeof nb), fn,
                      isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf", (long long)k);
             return;
         }
@@ -208,7 +178,7 @@ static void fail_nonfinite(const char *fn, tg_tape *tape, const tg__op *op, tg_t
 
 /* Appends the node of out, computed from in by op. NULL (TG_ENOMEM) when the node cannot be kept. */
 static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op *op, tg_tensor *out,
-                                    tg_tensor *const *in, int n_in, const tg__args *args) {
+                                    tg_tensor *const *in, int n_in, const tg__args *args, const tg__kept *kept) {
     if (tape->n_nodes == tape->cap_nodes) {
         int64_t cap = tape->cap_nodes ? 2 * tape->cap_nodes : 256;
         tg__node *nodes = tg__malloc((size_t)cap * sizeof *nodes);
@@ -219,20 +189,23 @@ static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op 
         tape->nodes = nodes;
         tape->cap_nodes = cap;
     }
-    /* One block: the inputs, then the output when saved, then (only when some input is not saved) the saved
-       list, then the fingerprints. Saving every input makes the saved list the block itself. */
+    /* One block: the inputs, then the output when saved, then a custom op's kept tensors, then (only when some
+       input is not saved) the saved list, then the fingerprints. Saving every input makes the saved list the
+       block itself. */
     tg__save save = op->save;
     int with_in = save == TG__SAVE_INPUTS || save == TG__SAVE_ALL;
     int with_out = save == TG__SAVE_OUTPUT || save == TG__SAVE_ALL;
     unsigned unsaved = with_in ? op->unsaved & (n_in < 32 ? (1u << n_in) - 1 : ~0u) : 0;
-    int n_saved = with_out + (with_in ? n_in : 0);
+    int n_kept = kept ? kept->n : 0;
+    int n_saved = with_out + (with_in ? n_in : 0) + n_kept;
     for (unsigned u = unsaved; u; u &= u - 1) n_saved--; /* no popcount instruction in a generic build */
     int check = (tape->checks & TG_CHECK_SAVED) && n_saved;
-    size_t n_ptr = (size_t)n_in + (size_t)with_out + (unsaved ? (size_t)n_saved : 0);
+    size_t n_ptr = (size_t)n_in + (size_t)with_out + (size_t)n_kept + (unsaved ? (size_t)n_saved : 0);
     tg_tensor **ins = arena_take(tape, n_ptr * sizeof *ins + (check ? (size_t)n_saved * sizeof(uint32_t) : 0));
     if (!ins) return tg__fail(TG_ENOMEM, "%s: out of memory recording node %lld", fn, (long long)tape->n_nodes), NULL;
     for (int i = 0; i < n_in; i++) ins[i] = in[i];
     if (with_out) ins[n_in] = out;
+    for (int j = 0; j < n_kept; j++) ins[n_in + with_out + j] = kept->t[j]; /* custom ops: no input unsaved */
     tg_tensor **saved = unsaved ? ins + n_in + with_out : with_in ? ins : ins + n_in;
     for (int i = 0, j = 0; unsaved && i <= n_in; i++)
         if (i == n_in ? with_out : !(i < 32 && ((unsaved >> i) & 1u))) saved[j++] = ins[i];
@@ -256,8 +229,9 @@ static TG__INLINE tg_tensor *record(const char *fn, tg_tape *tape, const tg__op 
 static TG__INLINE tg_tensor *apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n,
                                    const tg__args *args_in) {
     const char *fn = args_in->def ? args_in->def->name : op->fn;
+    const char *const *names = tg__names(op, args_in);
     int needs;
-    if (check_inputs(fn, tape, op, in, n, &needs)) return NULL;
+    if (check_inputs(fn, tape, op, names, in, n, &needs)) return NULL;
     tg__args args = *args_in;
     int ndim = 0;
     int64_t shape[TG_MAX_DIMS] = {0};
@@ -266,12 +240,17 @@ static TG__INLINE tg_tensor *apply(tg_tape *tape, const tg__op *op, tg_tensor *c
     while (v < n - 1 && v < 32 && ((op->index_inputs >> v) & 1u)) v++;
     tg_dtype dtype = (op->flags & TG__INDEX_OUT) ? TG_I64 : in[v]->dtype;
     tg_tensor *out = new_out(fn, tape, dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
-    if (!out || op->forward(in, n, &args, out)) return NULL;
+    /* a custom op's forward runs with tg_custom_keep and tg_custom_scratch answering */
+    tg__kept kept;
+    kept.leaves = 0;
+    int opaque = (op->flags & TG__OPAQUE) != 0;
+    if (!out || (opaque ? tg__forward(tape, op, in, n, &args, out, &kept) : op->forward(in, n, &args, out)))
+        return NULL;
     if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
-        return fail_nonfinite(fn, tape, op, in, n), NULL;
+        return fail_nonfinite(fn, tape, names, in, n), NULL;
     /* A function of constants is a constant, and with gradients off everything is: nothing to record. */
     if (!needs || !tape->grad_enabled || (op->flags & TG__CONSTANT)) return out;
-    return record(fn, tape, op, out, in, n, &args);
+    return record(fn, tape, op, out, in, n, &args, opaque ? &kept : NULL);
 }
 
 /* Most ops take one or two inputs: with the count a constant, the loops over inputs unroll. */
@@ -361,8 +340,10 @@ void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__nod
     override_fn = backward;
 }
 
-static tg_status call_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    return (override_op == node->op ? override_fn : node->op->backward)(node, gout, grads);
+static tg_status call_backward(tg_tape *tape, const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    tg__backward_fn backward = override_op == node->op ? override_fn : node->op->backward;
+    if (node->op->flags & TG__OPAQUE) return tg__custom_backward(tape, node, backward, gout, grads);
+    return backward(node, gout, grads);
 }
 
 /* The pattern a checked backward finds in its buffers on its second run: values no gradient is likely
@@ -393,7 +374,7 @@ static void *scratch(tg_tape *tape, size_t bytes) {
 
 tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, const tg_tensor *gout,
                             void *const *all, int check) {
-    if (!check) return call_backward(node_in, gout, all);
+    if (!check) return call_backward(tape, node_in, gout, all);
     tg__node copy = *node_in, *node = &copy;
     copy.fresh = NULL; /* proving that it adds: every buffer holds something */
     /* Twice: once on the buffers as they are (S, giving R), once on S + P. A backward that adds gives R + P
@@ -419,7 +400,7 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
         next += 2 * ((bytes + 63) & ~(size_t)63);
         if (bytes) memcpy(keep[i], grads[i], bytes);
     }
-    tg_status st = call_backward(node, gout, all);
+    tg_status st = call_backward(tape, node, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -430,7 +411,7 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
             for (int64_t j = 0, p = 0; j < x->numel; j++, p = NEXT(p)) g[j] = s0[j] + (T)PATTERN(p);
         });
     }
-    if (!st) st = call_backward(node, gout, all);
+    if (!st) st = call_backward(tape, node, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -445,10 +426,12 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
                 any |= overwritten(s0[j], r[j], g[j], (double)(T)PATTERN(p), PATTERN(p), rel);
             for (int64_t j = 0, p = 0; any && j < x->numel && !st; j++, p = NEXT(p)) {
                 double d1 = (double)r[j] - s0[j], d2 = (double)g[j] - s0[j] - (double)(T)PATTERN(p);
+                char nb[80];
                 if (overwritten(s0[j], r[j], g[j], (double)(T)PATTERN(p), PATTERN(p), rel))
-                    st = tg__fail(TG_EINVAL, "backward of %s (node %lld) overwrites its gradient of input %d instead "
+                    st = tg__fail(TG_EINVAL, "backward of %s (node %lld) overwrites its gradient of %s instead "
                                   "of adding to it: element %lld gains %.10g, but %.10g when its buffer holds %.10g "
-                                  "more", tg__node_name(node), (long long)k, i, (long long)j,
+                                  "more", tg__node_name(node), (long long)k,
+                                  tg__input_label(tg__names(node->op, &node->args), i, nb, sizeof nb), (long long)j,
                                   d1, d2, PATTERN(p));
             }
             memcpy(g, r, (size_t)x->numel * sizeof(T));
@@ -465,10 +448,17 @@ static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
         fingerprint *f = &tape->fps[node->fp[i] - 1];
         if (f->checked) continue;
         tape->n_hashed++;
-        if (tg__fp_hash(f->t) != f->hash)
+        if (tg__fp_hash(f->t) != f->hash) {
+            const tg__node *by = &tape->nodes[f->node];
+            for (int j = 0; j < tg__n_kept(by); j++) /* a kept tensor's only saver is the op that kept it */
+                if (by->saved[by->n_in + 1 + j] == f->t)
+                    return tg__fail(TG_EMODIFIED, "tg_backward: kept tensor %d (shape %s) of %s (node %lld) was "
+                                    "modified between its forward and its backward", j,
+                                    tg__shape_str(f->t->ndim, f->t->shape, sb), tg__node_name(by), (long long)f->node);
             return tg__fail(TG_EMODIFIED, "tg_backward: a tensor of shape %s that %s (node %lld) saved for backward "
                             "was modified after it was recorded", tg__shape_str(f->t->ndim, f->t->shape, sb),
-                            tg__node_name(&tape->nodes[f->node]), (long long)f->node);
+                            tg__node_name(by), (long long)f->node);
+        }
         f->checked = 1;
     }
     return TG_OK;
@@ -511,17 +501,19 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    st = tape->check_accumulate ? tg__node_backward(tape, node, k, &gout, grads, 1) : call_backward(node, &gout, grads);
+    st = tape->check_accumulate ? tg__node_backward(tape, node, k, &gout, grads, 1)
+                                : call_backward(tape, node, &gout, grads);
     node->fresh = NULL;
     if (!st && node->fp && !early) st = check_saved(tape, node);
     if (st) return st;
     if (tape->checks & TG_CHECK_NONFINITE)
         for (int i = 0; i < node->n_in; i++)
             if (grads[i] && tg__nonfinite(node->in[i], grads[i])) {
-                char shapes[256];
+                char shapes[256], nb[80];
                 describe_inputs(node->in, node->n_in, shapes, sizeof shapes);
-                return tg__fail(TG_ENONFINITE, "%s: non-finite gradient in backward at node %lld, for input %d "
-                                "(inputs %s)", tg__node_name(node), (long long)k, i, shapes);
+                return tg__fail(TG_ENONFINITE, "%s: non-finite gradient in backward at node %lld, for %s "
+                                "(inputs %s)", tg__node_name(node), (long long)k,
+                                tg__input_label(tg__names(node->op, &node->args), i, nb, sizeof nb), shapes);
             }
     return TG_OK;
 }

@@ -163,6 +163,30 @@ int tg_tensor_ndim(const tg_tensor *t) { return t ? t->ndim : 0; }
 const int64_t *tg_tensor_shape(const tg_tensor *t) { return t ? t->shape : NULL; }
 int64_t tg_tensor_numel(const tg_tensor *t) { return t ? t->numel : 0; }
 void *tg_tensor_data(tg_tensor *t) { return t && !tg__stale("tg_tensor_data", "t", t) ? t->data : NULL; }
+/* One check for the four typed views: the dtype the caller's code was written for, or a loud NULL. */
+static void *typed(const char *fn, const char *what, const tg_tensor *t, void *p, tg_dtype want) {
+    char sb[TG__SHAPE_STR];
+    if (t->dtype == want) return p;
+    tg__fail(TG_EDTYPE, "%s: %s %s is %s, not %s", fn, what, tg__shape_str(t->ndim, t->shape, sb),
+             tg__dtype_name(t->dtype), tg__dtype_name(want));
+    return NULL;
+}
+float *tg_tensor_f32(tg_tensor *t) {
+    if (tg__arg("tg_tensor_f32", "t", t)) return NULL;
+    return typed("tg_tensor_f32", "t", t, t->data, TG_F32);
+}
+double *tg_tensor_f64(tg_tensor *t) {
+    if (tg__arg("tg_tensor_f64", "t", t)) return NULL;
+    return typed("tg_tensor_f64", "t", t, t->data, TG_F64);
+}
+float *tg_grad_f32(const tg_tensor *input, void *grad) {
+    if (!input) return tg__null("tg_grad_f32", "input"), NULL;
+    return grad ? typed("tg_grad_f32", "the gradient of input", input, grad, TG_F32) : NULL;
+}
+double *tg_grad_f64(const tg_tensor *input, void *grad) {
+    if (!input) return tg__null("tg_grad_f64", "input"), NULL;
+    return grad ? typed("tg_grad_f64", "the gradient of input", input, grad, TG_F64) : NULL;
+}
 void *tg_tensor_grad(tg_tensor *t) { return t && !tg__stale("tg_tensor_grad", "t", t) ? t->grad : NULL; }
 int tg_tensor_requires_grad(const tg_tensor *t) { return t && (t->flags & TG__NEEDS) ? 1 : 0; }
 

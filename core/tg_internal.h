@@ -168,6 +168,37 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
         }                                                                                          \
     } while (0)
 
+/* Custom ops' callbacks (core/callback.c): what tg_custom_keep, tg_custom_kept and tg_custom_scratch
+   answer while one runs. A custom op's node saves its inputs, its output, then the tensors its forward
+   kept: node->saved[n_in + 1 + j] is kept tensor j. */
+enum { TG__MAX_KEPT = 8 };
+typedef struct {
+    tg_tensor *t[TG__MAX_KEPT];
+    int n;
+    int leaves; /* 1: malloc'd leaves this set owns (tg__kept_free), reused by the next forward while their
+                   shapes fit (tg_gradcheck_nodes' reruns); 0: outputs of the tape's recording */
+} tg__kept;
+/* Runs op's forward into out; a custom op's with tg_custom_keep filling *kept (emptied first) and
+   tg_custom_scratch taking from tape. */
+tg_status tg__forward(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args,
+                      tg_tensor *out, tg__kept *kept);
+typedef tg_status (*tg__backward_fn)(const tg__node *, const tg_tensor *, void *const *);
+/* Runs backward (node's op's, or a test's planted one) for a custom op's node, with tg_custom_kept
+   reading node's kept tensors and tg_custom_scratch taking from tape. */
+tg_status tg__custom_backward(tg_tape *tape, const tg__node *node, tg__backward_fn backward, const tg_tensor *gout,
+                              void *const *grads);
+void tg__kept_free(tg__kept *kept);
+/* How many tensors a node's forward kept: only a custom op's keeps any. */
+static inline int tg__n_kept(const tg__node *node) { return node->args.def ? node->n_saved - node->n_in - 1 : 0; }
+/* Input i's name in messages: names[i] (a built-in op's, or a custom op's input_names), else "input i"
+   written into buf. */
+const char *tg__input_name(const char *const *names, int i, char *buf, size_t size);
+/* The same as a phrase: "input gamma", "input 2". */
+const char *tg__input_label(const char *const *names, int i, char *buf, size_t size);
+static inline const char *const *tg__names(const tg__op *op, const tg__args *args) {
+    return args->def ? args->def->input_names : op->names;
+}
+
 /* tape (core/tape.c, core/arena.c) */
 void *tg__arena_alloc(tg_tape *tape, size_t size, int zero);
 /* Runs node k's backward (adding into grads, as the tape does). With check set it runs it twice (with

@@ -98,17 +98,46 @@ tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out);
    (f32 or f64; TG_I64 is refused) and the output has that dtype; the inputs and the output are saved
    for backward (and fingerprinted). `user` must outlive the tape's backward. A callback returns
    TG_OK or a status, with its reason set by tg_set_error; the caller of tg_custom or tg_backward
-   then reads "<name>: forward failed: <reason>" (or "... failed with TG_E..." without a reason). */
+   then reads "<name>: forward failed: <reason>" (or "... failed with TG_E..." without a reason).
+   Write it with designated initializers (.name = ..., .shape = ...): members may be added at the end,
+   and a positional initializer without them still compiles (they are NULL) but draws
+   -Wmissing-field-initializers under -Wextra. */
 typedef struct tg_op_def {
     const char *name; /* shown in errors, tg_tape_print and the DOT dump */
     /* Writes the output's rank (0..8) into *ndim and its dims into shape[0..*ndim). */
     tg_status (*shape)(tg_tensor *const *inputs, int n_inputs, void *user, int *ndim, int64_t *shape);
-    /* Writes the output; out is zero-filled on entry. */
+    /* Writes the output; out is zero-filled on entry. It may keep tensors for backward
+       (tg_custom_keep) and take scratch (tg_custom_scratch). */
     tg_status (*forward)(tg_tensor *const *inputs, int n_inputs, tg_tensor *out, void *user);
-    /* Adds the vector-Jacobian product of grad_out into grads[i] (input i's layout, float or double)
-       for each i whose grads[i] is not NULL. */
+    /* Adds the vector-Jacobian product of grad_out into grads[i] (inputs[i]'s dtype and layout: read it
+       through tg_grad_f32/tg_grad_f64) for each i whose grads[i] is not NULL. It reads what forward kept
+       with tg_custom_kept. */
     tg_status (*backward)(tg_tensor *const *inputs, int n_inputs, tg_tensor *out, tg_tensor *grad_out,
                           void *const *grads, void *user);
+    /* Optional: the inputs' names, one per input the op is called with ({"x", "gamma", "beta"}), used
+       by every message about an input ("layernorm: gamma is f32, x is f64"); NULL, or a NULL entry,
+       reads "input i". */
+    const char *const *input_names;
 } tg_op_def;
+
+/* Kept tensors: what a custom op's forward computed for its backward (a mean, 1/std), as PyTorch's
+   ctx.save_for_backward. Called inside the forward of the custom op whose output is out, it returns a
+   new zero-filled tensor of out's dtype and the given shape, owned by the recording (it dies with
+   tg_tape_reset, nothing to free), for forward to fill. Up to 8 per op, numbered in the order kept.
+   Kept tensors are fingerprinted with the inputs (TG_CHECK_SAVED): one written between forward and
+   backward fails tg_backward with TG_EMODIFIED naming the op and "kept tensor i". tg_gradcheck_nodes
+   reruns the forward, and the backward it checks reads the rerun's kept tensors. NULL with
+   TG_EINVAL outside that op's forward (in its backward, in another op's callback, or with no custom
+   op running on this thread), past 8, or for ndim outside 0..8 or a NULL shape with ndim > 0;
+   TG_ESHAPE for a negative dim; TG_ENOMEM. */
+tg_tensor *tg_custom_keep(tg_tensor *out, int ndim, const int64_t *shape);
+/* Inside the backward of the custom op whose output is out: the i-th tensor (0-based) its forward kept,
+   to read. NULL with TG_EINVAL outside that op's backward or for an i it did not keep. */
+tg_tensor *tg_custom_kept(tg_tensor *out, int i);
+/* Inside either callback of the custom op whose output is out: `bytes` of 64-byte aligned scratch
+   memory, uninitialised, from the tape (no malloc once a loop is warm, nothing to free), valid until
+   the callback returns; the next callback reuses it. Each call returns new memory. NULL with TG_EINVAL
+   outside the op's callbacks, TG_ENOMEM. */
+void *tg_custom_scratch(tg_tensor *out, size_t bytes);
 
 #endif

@@ -54,6 +54,17 @@ const int64_t *tg_tensor_shape(const tg_tensor *t);
 int64_t tg_tensor_numel(const tg_tensor *t);
 /* float * (TG_F32), double * (TG_F64) or int64_t * (TG_I64), numel elements, row-major; owned by t. */
 void *tg_tensor_data(tg_tensor *t);
+/* The data as float * (f32) or double * (f64), for code written for one dtype (a custom op's callback):
+   NULL with TG_EDTYPE naming the dtype t has, so that a callback for double refuses float loudly
+   instead of reading garbage; NULL as tg_tensor_data for a NULL or stale t. The idiom for one callback
+   serving both: `if (tg_tensor_dtype(x) == TG_F32) return run_f32(...); else return run_f64(...);`. */
+float *tg_tensor_f32(tg_tensor *t);
+double *tg_tensor_f64(tg_tensor *t);
+/* A custom op's gradient buffer grad (its backward's grads[i]) for input (its inputs[i]), which it has
+   the dtype of, as float * or double *: NULL, without an error, for a NULL grad (that input needs no
+   gradient); NULL with TG_EDTYPE when input is of the other dtype; TG_EINVAL for a NULL input. */
+float *tg_grad_f32(const tg_tensor *input, void *grad);
+double *tg_grad_f64(const tg_tensor *input, void *grad);
 /* Same layout as the data. A parameter's gradient; after backward, also that of a tensor passed to
    tg_retain_grad. NULL for every other tensor. */
 void *tg_tensor_grad(tg_tensor *t);

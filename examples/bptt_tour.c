@@ -360,7 +360,8 @@ static tg_status seed_cell_backward(tg_tensor *const *in, int n, tg_tensor *out,
     for (int i = 0; i < n; i++) tg_tensor_free(g[i]);
     return s;
 }
-static const tg_op_def seed_cell_op = {"seed_rnn_cell", seed_cell_shape, seed_cell_forward, seed_cell_backward};
+static const tg_op_def seed_cell_op = {.name = "seed_rnn_cell", .shape = seed_cell_shape, .forward = seed_cell_forward,
+    .backward = seed_cell_backward};
 
 static void part_b(void) {
     printf("\n(b) The seed's dWx = dt @ Wx.T as the reference, N = D = H = 3 (where NumPy runs it)\n");

@@ -69,7 +69,7 @@ static tg_status softplus_backward(tg_tensor *const *in, int n, tg_tensor *out, 
     return TG_OK;
 }
 
-static const tg_op_def softplus_op = {"softplus", softplus_shape, softplus_forward, softplus_backward};
+static const tg_op_def softplus_op = {.name = "softplus", .shape = softplus_shape, .forward = softplus_forward, .backward = softplus_backward};
 
 /* A layer using it: softplus(x @ W + b). */
 static tg_tensor *softplus_dense_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {
@@ -97,8 +97,8 @@ static tg_status softplus_backward_buggy(tg_tensor *const *in, int n, tg_tensor 
     return TG_OK;
 }
 
-static const tg_op_def softplus_buggy_op = {"softplus_buggy", softplus_shape, softplus_forward,
-                                            softplus_backward_buggy};
+static const tg_op_def softplus_buggy_op = {.name = "softplus_buggy", .shape = softplus_shape, .forward = softplus_forward,
+    .backward = softplus_backward_buggy};
 
 /* Assigns instead of adding: the values are right, so a check of the op used once would pass it. */
 static tg_status softplus_backward_assigns(tg_tensor *const *in, int n, tg_tensor *out, tg_tensor *grad_out,
@@ -111,8 +111,8 @@ static tg_status softplus_backward_assigns(tg_tensor *const *in, int n, tg_tenso
     return TG_OK;
 }
 
-static const tg_op_def softplus_assigns_op = {"softplus_assigns", softplus_shape, softplus_forward,
-                                              softplus_backward_assigns};
+static const tg_op_def softplus_assigns_op = {.name = "softplus_assigns", .shape = softplus_shape, .forward = softplus_forward,
+    .backward = softplus_backward_assigns};
 
 /* A deeper layer: h = softplus(x @ W + b), y = h + tanh(h @ W + b): seven nodes, softplus the third. */
 static tg_tensor *block_fn(tg_tape *tape, tg_tensor *const *in, void *ctx) {

@@ -31,7 +31,7 @@ static tg_status no_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_ten
 }
 
 int main(int argc, char **argv) {
-    static const tg_op_def overrun_op = {"overrun", same_shape, overrun_forward, no_backward};
+    static const tg_op_def overrun_op = {.name = "overrun", .shape = same_shape, .forward = overrun_forward, .backward = no_backward};
     int op = argc > 1 && !strcmp(argv[1], "op"), adjacent = argc > 1 && !strcmp(argv[1], "adjacent");
     if (!op && !adjacent) {
         fprintf(stderr, "usage: overrun op|adjacent\n");

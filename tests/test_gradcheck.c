@@ -58,7 +58,7 @@ static tg_status sq_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_ten
     return TG_OK;
 }
 
-static const tg_op_def SQ = {"test_square", tt_same_shape, sq_forward, sq_backward};
+static const tg_op_def SQ = {.name = "test_square", .shape = tt_same_shape, .forward = sq_forward, .backward = sq_backward};
 
 /* c + square(x) + y * y, all (6,): c a constant, x and y params; only square's backward can be wrong. */
 static tg_tensor *f_sq(tg_tape *t, tg_tensor *const *in, void *ctx) {
@@ -754,7 +754,7 @@ static tg_status softplus_backward(tg_tensor *const *in, int n, tg_tensor *out, 
     }
     return TG_OK;
 }
-static const tg_op_def SOFTPLUS = {"softplus", tt_same_shape, softplus_forward, softplus_backward};
+static const tg_op_def SOFTPLUS = {.name = "softplus", .shape = tt_same_shape, .forward = softplus_forward, .backward = softplus_backward};
 
 /* sum(tanh(softplus(x @ W)) * c): softplus used once, between built-in ops */
 static tg_tensor *f_softplus(tg_tape *t, tg_tensor *const *in, void *ctx) {
@@ -829,7 +829,7 @@ static tg_status counted_backward(tg_tensor *const *in, int n, tg_tensor *out, t
     counted_calls++;
     return softplus_backward(in, n, out, gout, grads, user);
 }
-static const tg_op_def COUNTED = {"softplus", tt_same_shape, softplus_forward, counted_backward};
+static const tg_op_def COUNTED = {.name = "softplus", .shape = tt_same_shape, .forward = softplus_forward, .backward = counted_backward};
 static tg_tensor *f_counted(tg_tape *t, tg_tensor *const *in, void *ctx) {
     tg_tensor *x = in[0];
     return tg_custom(t, &COUNTED, &x, 1, ctx);
@@ -860,7 +860,8 @@ static tg_status softplus_backward_off(tg_tensor *const *in, int n, tg_tensor *o
     if (grads[0]) ((double *)grads[0])[3] += 0.5 * tg_tensor_get(gout, 3);
     return s;
 }
-static const tg_op_def SOFTPLUS_OFF = {"softplus", tt_same_shape, softplus_forward, softplus_backward_off};
+static const tg_op_def SOFTPLUS_OFF = {.name = "softplus", .shape = tt_same_shape, .forward = softplus_forward,
+    .backward = softplus_backward_off};
 static tg_tensor *f_chain(tg_tape *t, tg_tensor *const *in, void *ctx) {
     tg_tensor *h = tg_add(t, tg_matmul(t, in[0], in[1]), in[2]);             /* %0 %1 */
     tg_tensor *a = tg_tanh(t, tg_scale(t, h, 0.5));                          /* %2 %3 */

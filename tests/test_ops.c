@@ -36,7 +36,7 @@ static tg_status sp_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_ten
     }
     return TG_OK;
 }
-static const tg_op_def softplus = {"softplus", tt_same_shape, sp_forward, sp_backward};
+static const tg_op_def softplus = {.name = "softplus", .shape = tt_same_shape, .forward = sp_forward, .backward = sp_backward};
 
 static tg_tensor *run_op(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     const op_case *c = ctx;
@@ -827,10 +827,10 @@ static tg_status fail_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_t
     (void)in, (void)n, (void)out, (void)gout, (void)grads, (void)user;
     return TG_EDTYPE;
 }
-static const tg_op_def bad_shape = {"badshape", fail_shape, sp_forward, sp_backward};
-static const tg_op_def bad_forward = {"badfwd", tt_same_shape, fail_forward, sp_backward};
-static const tg_op_def bad_backward = {"badbwd", tt_same_shape, sp_forward, fail_backward};
-static const tg_op_def incomplete = {"half", tt_same_shape, NULL, sp_backward};
+static const tg_op_def bad_shape = {.name = "badshape", .shape = fail_shape, .forward = sp_forward, .backward = sp_backward};
+static const tg_op_def bad_forward = {.name = "badfwd", .shape = tt_same_shape, .forward = fail_forward, .backward = sp_backward};
+static const tg_op_def bad_backward = {.name = "badbwd", .shape = tt_same_shape, .forward = sp_forward, .backward = fail_backward};
+static const tg_op_def incomplete = {.name = "half", .shape = tt_same_shape, .forward = NULL, .backward = sp_backward};
 
 Test(custom, callback_failures_reach_the_caller_with_the_op_name) {
     tg_tape *tape = tg_tape_new();

@@ -383,7 +383,7 @@ Test(tape, nonfinite_check_names_the_op_in_backward) {
     tg_tensor *g = tg_tensor_new(TG_F64, 0, NULL);
     tg_tensor_set(g, 0, 1e300);
     cr_expect_eq(tg_backward(tape, L, g), TG_ENONFINITE);
-    tt_expect_error(TG_ENONFINITE, "mul: non-finite gradient in backward at node 1, for input 0 (inputs (2,3), (2,3))");
+    tt_expect_error(TG_ENONFINITE, "mul: non-finite gradient in backward at node 1, for input a (inputs (2,3), (2,3))");
     tg_tape_free(tape);
     tg_tensor_free(p), tg_tensor_free(big), tg_tensor_free(g);
 }
@@ -519,8 +519,8 @@ static tg_status nan_backward(tg_tensor *const *in, int n, tg_tensor *out, tg_te
     return TG_OK;
 }
 /* A user's op name is theirs: the DOT file must stay valid whatever it holds. */
-static const tg_op_def odd_name = {"my \"op\"\\\n", tt_same_shape, copy_forward, nan_backward};
-static const tg_op_def nan_op = {"nanback", tt_same_shape, copy_forward, nan_backward};
+static const tg_op_def odd_name = {.name = "my \"op\"\\\n", .shape = tt_same_shape, .forward = copy_forward, .backward = nan_backward};
+static const tg_op_def nan_op = {.name = "nanback", .shape = tt_same_shape, .forward = copy_forward, .backward = nan_backward};
 
 Test(tape, dot_escapes_op_names) {
     tg_tape *tape = tg_tape_new();
@@ -712,9 +712,9 @@ static tg_status reason_backward(tg_tensor *const *in, int n, tg_tensor *out, tg
 }
 
 Test(tape, a_callbacks_reason_reaches_the_caller) {
-    static const tg_op_def reasoned = {"checked", tt_same_shape, reason_forward, silent_backward};
-    static const tg_op_def silent = {"quiet", tt_same_shape, copy_forward, silent_backward};
-    static const tg_op_def loud = {"loud", tt_same_shape, copy_forward, reason_backward};
+    static const tg_op_def reasoned = {.name = "checked", .shape = tt_same_shape, .forward = reason_forward, .backward = silent_backward};
+    static const tg_op_def silent = {.name = "quiet", .shape = tt_same_shape, .forward = copy_forward, .backward = silent_backward};
+    static const tg_op_def loud = {.name = "loud", .shape = tt_same_shape, .forward = copy_forward, .backward = reason_backward};
     tg_tape *tape = tg_tape_new();
     tg_tensor *p = TT_RAND(TG_F64, 1, 1, 3);
     /* a stale failure of the same status must not pass for the callback's reason */
@@ -747,7 +747,7 @@ Test(tape, value_ops_refuse_indices) {
     tt_expect_error(TG_EDTYPE, "tg_add: b is i64 (indices); this op takes f32 or f64 values");
     cr_expect_null(tg_stack(tape, (tg_tensor *[]){p, i}, 2, 0));
     tt_expect_error(TG_EDTYPE, "tg_stack: input 1 is i64");
-    cr_expect_null(tg_custom(tape, &(tg_op_def){"c", tt_same_shape, copy_forward, silent_backward}, &i, 1, NULL));
+    cr_expect_null(tg_custom(tape, &(tg_op_def){.name = "c", .shape = tt_same_shape, .forward = copy_forward, .backward = silent_backward}, &i, 1, NULL));
     tt_expect_error(TG_EDTYPE, "c: input 0 is i64");
     tg_tape_free(tape);
     tg_tensor_free(i), tg_tensor_free(p);
@@ -764,7 +764,7 @@ static tg_status ref_ones(tg_tensor *const *in, const tg_tensor *gout, tg_tensor
     for (int64_t i = 0; grads[0] && i < tg_tensor_numel(grads[0]); i++) tg_tensor_set(grads[0], i, 1.0);
     return TG_OK;
 }
-static const tg_op_def copy_op = {"copy", tt_same_shape, copy_forward, silent_backward};
+static const tg_op_def copy_op = {.name = "copy", .shape = tt_same_shape, .forward = copy_forward, .backward = silent_backward};
 
 /* call must fail with TG_ESTATE, naming fn and the argument, before it reads a byte of the data. */
 #define EXPECT_STALE(call, fn_what)                                                                \
@@ -911,7 +911,7 @@ static tg_status noting_backward(tg_tensor *const *in, int n, tg_tensor *out, tg
     return TG_OK;
 }
 Test(tape, indices_and_custom_ops_are_verified_before_their_backward_values_after) {
-    static const tg_op_def noting = {"noting", tt_same_shape, copy_forward, noting_backward};
+    static const tg_op_def noting = {.name = "noting", .shape = tt_same_shape, .forward = copy_forward, .backward = noting_backward};
     tg_tape *tape = tg_tape_new();
     tg_tensor *table = TT_RAND(TG_F64, 1, 1, 4, 2), *w = TT_RAND(TG_F64, 0, 2, 3);
     tg_tensor *idx = tg_tensor_from(TG_I64, 1, (int64_t[]){3}, (int64_t[]){1, 3, 1});

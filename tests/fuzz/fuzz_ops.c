@@ -156,7 +156,7 @@ static tg_status copy_shape(tg_tensor *const *in, int n, void *user, int *ndim, 
     memcpy(shape, tg_tensor_shape(in[0]), (size_t)*ndim * sizeof *shape);
     return TG_OK;
 }
-static const tg_op_def copy_op = {"copy", copy_shape, copy_fwd, copy_bwd};
+static const tg_op_def copy_op = {.name = "copy", .shape = copy_shape, .forward = copy_fwd, .backward = copy_bwd};
 
 static void unary(vm *m, bytes *b) {
     tg_tape *tape = m->tapes[u8(b) & 1];
