@@ -52,5 +52,6 @@
 #include "tg_rnn.h"
 #include "tg_lstm.h"
 #include "tg_attention.h"
+#include "tg_layers.h"
 
 #endif

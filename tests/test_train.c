@@ -1061,3 +1061,122 @@ Test(train, metadata_writer_refuses_bad_pairs) {
     tg_safetensors_free(kv, NULL, 2 * nkv);
     tg_tensor_free(t);
 }
+
+/* ---- lists that own their parameters, layers that make their weights ---------------------------- */
+
+Test(train, params_create_makes_owned_zeroed_parameters_and_refuses_bad_ones) {
+    tg_params *ps = tg_params_new();
+    tg_tensor *w = tg_params_create(ps, "w", TG_F64, 2, TT_SHAPE(3, 2)), *s = tg_params_create(ps, "s", TG_F32, 0, NULL);
+    cr_assert(w && s, "%s", tg_last_error());
+    cr_expect_eq(tg_params_count(ps), 2);
+    cr_expect_eq(tg_params_find(ps, "w"), w);
+    cr_expect(tg_tensor_requires_grad(w) && tg_tensor_grad(w));
+    for (int i = 0; i < 6; i++) cr_expect_eq(tg_tensor_get(w, i), 0.0);
+    /* a borrowed one beside them is not freed by the list (valgrind would see a double free) */
+    tg_tensor *mine = TT_RAND(TG_F64, 1, 1, 2);
+    cr_assert_eq(tg_params_add(ps, "mine", mine), TG_OK);
+    tg_clear_error();
+    cr_expect_null(tg_params_create(ps, "w", TG_F64, 1, TT_SHAPE(2)));
+    tt_expect_error(TG_EINVAL, "tg_params_create: tg_params_add: the list already holds a parameter named \"w\"");
+    cr_expect_null(tg_params_create(ps, "i", TG_I64, 1, TT_SHAPE(2)));
+    tt_expect_error(TG_EDTYPE, "tg_params_create: \"i\": tg_param_new");
+    cr_expect_null(tg_params_create(ps, "n", TG_F64, 1, TT_SHAPE(-2)));
+    tt_expect_error(TG_ESHAPE, "tg_params_create: \"n\": ");
+    cr_expect_null(tg_params_create(ps, NULL, TG_F64, 1, TT_SHAPE(2)));
+    tt_expect_error(TG_EINVAL, "tg_params_create: name is NULL");
+    cr_expect_null(tg_params_create(NULL, "x", TG_F64, 1, TT_SHAPE(2)));
+    tt_expect_error(TG_EINVAL, "tg_params_create: params is NULL");
+    tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_SGD);
+    tg_optim *o = tg_optim_new(ps, &oo);
+    cr_assert(o, "%s", tg_last_error());
+    cr_expect_null(tg_params_create(ps, "late", TG_F64, 1, TT_SHAPE(2)));
+    tt_expect_error(TG_ESTATE, "optimizer(s) use this list");
+    cr_expect_eq(tg_params_count(ps), 3); /* nothing added by the failures */
+    tg_optim_free(o);
+    tg_params_free(ps);
+    tg_tensor_free(mine);
+}
+
+Test(train, created_layers_name_shape_and_initialise_their_weights_as_the_book) {
+    tg_params *ps = tg_params_new();
+    tg_rng rng, ref;
+    tg_rng_seed(&rng, 7), tg_rng_seed(&ref, 7);
+    tg_time_lstm *enc = tg_time_lstm_create(ps, "enc", TG_F64, 5, 3, 0, &rng);
+    tg_time_gru *gru = tg_time_gru_create(ps, "gru", TG_F32, 2, 4, 1, &rng);
+    tg_time_rnn *rnn = tg_time_rnn_create(ps, "rnn", TG_F64, 6, 2, 0, &rng);
+    tg_tensor *b, *W = tg_linear_create(ps, "out", TG_F64, 3, 7, &rng, &b), *W2 = tg_linear_create(ps, "nob", TG_F64, 3, 2, &rng, NULL);
+    cr_assert(enc && gru && rnn && W && b && W2, "%s", tg_last_error());
+    const char *names[] = {"enc.Wx", "enc.Wh", "enc.b", "gru.Wx", "gru.Wh", "gru.b", "rnn.Wx", "rnn.Wh", "rnn.b", "out.W",
+                           "out.b", "nob.W"};
+    int64_t shapes[][2] = {{5, 12}, {3, 12}, {12, 0}, {2, 12}, {4, 12}, {12, 0}, {6, 2}, {2, 2}, {2, 0}, {3, 7}, {7, 0}, {3, 2}};
+    double stds[] = {1 / sqrt(5.0), 1 / sqrt(3.0), 0, 1 / sqrt(2.0), 1 / sqrt(4.0), 0, 1 / sqrt(6.0), 1 / sqrt(2.0), 0,
+                     1 / sqrt(3.0), 0, 1 / sqrt(3.0)};
+    cr_assert_eq(tg_params_count(ps), 12);
+    for (int i = 0; i < 12; i++) {
+        const char *name;
+        tg_tensor *t = tg_params_at(ps, i, &name);
+        cr_expect_str_eq(name, names[i]);
+        cr_expect_eq(tg_tensor_ndim(t), shapes[i][1] ? 2 : 1, "%s", name);
+        cr_expect_eq(tg_tensor_shape(t)[0], shapes[i][0], "%s", name);
+        if (shapes[i][1]) cr_expect_eq(tg_tensor_shape(t)[1], shapes[i][1], "%s", name);
+        /* the same draws, in the same order, as filling each by hand */
+        tg_tensor *want = tg_tensor_new(tg_tensor_dtype(t), tg_tensor_ndim(t), tg_tensor_shape(t));
+        if (stds[i] > 0) tg_tensor_fill_normal(want, 0, stds[i], &ref);
+        cr_expect_eq(tg_tensor_hash(t), tg_tensor_hash(want), "%s is not N(0, 1) * %g from the seed", name, stds[i]);
+        tg_tensor_free(want);
+    }
+    /* failures leave the list and the rng as they were */
+    tg_rng before = rng;
+    tg_clear_error();
+    cr_expect_null(tg_time_lstm_create(ps, "out", TG_F64, 3, 7, 0, &rng)); /* out.Wx is new, out.b is not */
+    tt_expect_error(TG_EINVAL, "tg_time_lstm_create: tg_params_create: tg_params_add: the list already holds a "
+                               "parameter named \"out.b\"");
+    cr_expect_eq(tg_params_count(ps), 12);
+    cr_expect_eq(memcmp(&rng, &before, sizeof rng), 0, "the rng advanced on failure");
+    cr_expect_null(tg_time_rnn_create(ps, "x", TG_F64, 0, 3, 0, &rng));
+    tt_expect_error(TG_EINVAL, "tg_time_rnn_create: D 0 and H 3 must be >= 1");
+    cr_expect_null(tg_time_gru_create(ps, "x", TG_I64, 2, 3, 0, &rng));
+    tt_expect_error(TG_EDTYPE, "tg_time_gru_create: tg_params_create: \"x.Wx\": tg_param_new");
+    cr_expect_null(tg_time_lstm_create(ps, "x", TG_F64, 2, 3, 0, NULL));
+    tt_expect_error(TG_EINVAL, "tg_time_lstm_create: rng is NULL");
+    cr_expect_null(tg_time_lstm_create(ps, NULL, TG_F64, 2, 3, 0, &rng));
+    tt_expect_error(TG_EINVAL, "tg_time_lstm_create: prefix is NULL");
+    cr_expect_null(tg_linear_create(ps, "y", TG_F64, 3, 0, &rng, &b));
+    cr_expect_null(b);
+    tt_expect_error(TG_EINVAL, "tg_linear_create: in 3 and out 0 must be >= 1");
+    char long_prefix[300];
+    memset(long_prefix, 'p', sizeof long_prefix - 1), long_prefix[sizeof long_prefix - 1] = '\0';
+    cr_expect_null(tg_linear_create(ps, long_prefix, TG_F64, 3, 2, &rng, NULL));
+    tt_expect_error(TG_EINVAL, "tg_linear_create: the prefix is 299 bytes, want <= 200");
+    cr_expect_eq(tg_params_count(ps), 12);
+    /* a created layer runs and its gradient reaches the list's weights */
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *xs = TT_RAND(TG_F64, 0, 3, 2, 4, 5);
+    tg_tensor *L = tg_sum(tape, tg_time_lstm_forward(tape, enc, xs));
+    cr_assert(L && tg_backward(tape, L, NULL) == TG_OK, "%s", tg_last_error());
+    cr_expect_gt(tg_params_grad_norm(ps), 0);
+    tg_tape_free(tape), tg_tensor_free(xs);
+    tg_time_lstm_free(enc), tg_time_gru_free(gru), tg_time_rnn_free(rnn);
+    tg_params_free(ps); /* frees all twelve: valgrind sees no leak */
+}
+
+Test(train, checkpoints_of_created_parameters_round_trip) {
+    tg_params *a = tg_params_new(), *b = tg_params_new();
+    tg_rng r1, r2;
+    tg_rng_seed(&r1, 1), tg_rng_seed(&r2, 2);
+    tg_time_lstm *la = tg_time_lstm_create(a, "enc", TG_F32, 3, 4, 0, &r1), *lb = tg_time_lstm_create(b, "enc", TG_F32, 3, 4, 0, &r2);
+    tg_tensor *bias_a, *bias_b;
+    cr_assert(tg_linear_create(a, "out", TG_F32, 4, 5, &r1, &bias_a) && tg_linear_create(b, "out", TG_F32, 4, 5, &r2, &bias_b));
+    tg_tensor_set(bias_a, 3, 0.25);
+    const char *path = tt_in_dir("created.safetensors");
+    cr_assert_eq(tg_checkpoint_save(path, a, NULL), TG_OK, "%s", tg_last_error());
+    cr_expect_neq(tg_tensor_hash(tg_params_find(a, "enc.Wx")), tg_tensor_hash(tg_params_find(b, "enc.Wx")));
+    cr_assert_eq(tg_checkpoint_load(path, b, NULL), TG_OK, "%s", tg_last_error());
+    for (int i = 0; i < tg_params_count(a); i++) {
+        const char *name;
+        tg_tensor *t = tg_params_at(a, i, &name);
+        cr_expect_eq(tg_tensor_hash(t), tg_tensor_hash(tg_params_find(b, name)), "%s", name);
+    }
+    tg_time_lstm_free(la), tg_time_lstm_free(lb);
+    tg_params_free(a), tg_params_free(b);
+}

@@ -40,7 +40,8 @@ typedef struct tg_params tg_params;
 
 /* An empty list; NULL with TG_ENOMEM. */
 tg_params *tg_params_new(void);
-/* Frees the list (and its copies of the names), never the tensors. NULL is ignored. */
+/* Frees the list (and its copies of the names) and the parameters it created (tg_params_create), never
+   those added with tg_params_add. NULL is ignored. */
 void tg_params_free(tg_params *params);
 /* Appends param under a copy of name. TG_EINVAL naming the name for: a NULL name or param (unless an
    earlier failure is pending, whose status and message are kept, as a NULL is most often a failed
@@ -50,6 +51,12 @@ void tg_params_free(tg_params *params);
    (it would be stepped twice). TG_ESTATE while an optimizer uses the list (its state is sized when it
    is made), or for an output of an ended recording. TG_ENOMEM. The list is unchanged on failure. */
 tg_status tg_params_add(tg_params *params, const char *name, tg_tensor *param);
+/* A new zero-filled parameter (tg_param_new's dtype and shape rules) appended under a copy of name and
+   owned by the list: tg_params_free frees it, so a model's weights are made in one call each and freed
+   with the list. Checkpoints and optimizers see it as any parameter. NULL with tg_param_new's errors or
+   tg_params_add's (the message starts "tg_params_create: "); nothing is added on failure. */
+tg_tensor *tg_params_create(tg_params *params, const char *name, tg_dtype dtype, int ndim,
+                            const int64_t *shape);
 /* How many parameters the list holds; 0 for NULL. */
 int tg_params_count(const tg_params *params);
 /* The i-th parameter (0-based, insertion order), and in *name (when name is not NULL) its name, owned by

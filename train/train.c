@@ -1,4 +1,4 @@
-/* Parameter lists, gradient clipping, SGD/Adam/AdamW and checkpoints: torch.optim's rules, in C. */
+/* SGD/Adam/AdamW and checkpoints: torch.optim's rules, in C (parameter lists and clipping: params.c). */
 #include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
@@ -12,14 +12,6 @@
 #include "tg_io.h"
 #include "train_internal.h"
 
-struct tg_params {
-    int n, cap;
-    char **names;
-    tg_tensor **ts;
-    int users; /* optimizers alive on the list: their state is sized to it, so it may not grow */
-    void *scratch; /* tg__params_scratch's buffer, kept so that a warm training step allocates nothing */
-    size_t scratch_bytes;
-};
 
 struct tg_optim {
     tg_params *params;
@@ -29,15 +21,10 @@ struct tg_optim {
     tg_tensor **state; /* per parameter two slots: SGD's momentum buffer, or Adam's m and v; NULL unused */
 };
 
-/* Checkpoint names of the state tensors: "<parameter><suffix>", by the slot they fill. */
-static const struct {
-    const char *suffix;
-    int adam, slot; /* SGD's or the Adams' (1), and which of their slots */
-} states[] = {{".sgd_momentum", 0, 0}, {".adam_m", 1, 0}, {".adam_v", 1, 1}};
 #define SUFFIX_MAX 16 /* bytes of the longest, with its NUL */
 
 static const char *suffix(tg_optim_kind kind, int slot) {
-    return kind == TG_OPTIM_SGD ? states[0].suffix : states[1 + slot].suffix;
+    return kind == TG_OPTIM_SGD ? tg__states[0].suffix : tg__states[1 + slot].suffix;
 }
 
 /* How many slots a kind fills: SGD without momentum keeps no buffer, as torch's stays None. */
@@ -68,162 +55,6 @@ static const char *shortest(double v, char *buf) {
     int prec = 15;
     while (snprintf(buf, 32, "%.*g", prec, v), prec < 17 && strtod(buf, NULL) != v) prec++;
     return buf;
-}
-
-/* ---- parameter lists ---- */
-
-tg_params *tg_params_new(void) {
-    tg_params *ps = tg__calloc(sizeof *ps);
-    if (!ps) tg__fail(TG_ENOMEM, "tg_params_new: out of memory");
-    return ps;
-}
-
-void *tg__params_scratch(tg_params *ps, size_t bytes) {
-    if (ps->scratch_bytes < bytes) {
-        void *p = tg__malloc(bytes);
-        if (!p) return NULL;
-        tg__free(ps->scratch);
-        ps->scratch = p;
-        ps->scratch_bytes = bytes;
-    }
-    return ps->scratch;
-}
-
-void tg_params_free(tg_params *ps) {
-    if (!ps) return;
-    tg__free(ps->scratch);
-    for (int i = 0; i < ps->n; i++) tg__free(ps->names[i]);
-    tg__free(ps->names);
-    tg__free(ps->ts);
-    tg__free(ps);
-}
-
-/* The index of the parameter named by the len bytes at name, or -1. */
-static int find(const tg_params *ps, const char *name, size_t len) {
-    for (int i = 0; i < ps->n; i++)
-        if (strlen(ps->names[i]) == len && !memcmp(ps->names[i], name, len)) return i;
-    return -1;
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-tg_status tg_params_add(tg_params *ps, const char *name, tg_tensor *param) {
-    static const char fn[] = "tg_params_add";
-    if (!ps) return tg__null(fn, "params");
-    if (!name) return tg__null(fn, "name");
-    if (!param) {
-        char what[80];
-        snprintf(what, sizeof what, "param \"%.60s\"", name);
-        return tg__null(fn, what);
-    }
-    if (tg__stale(fn, "param", param)) return TG_ESTATE;
-    if (!name[0]) return tg__fail(TG_EINVAL, "%s: the name is empty", fn);
-    if (!strcmp(name, "__metadata__"))
-        return tg__fail(TG_EINVAL, "%s: \"__metadata__\" is reserved by the safetensors format", fn);
-    for (int k = 0; k < 3; k++)
-        if (ends_with(name, states[k].suffix))
-            return tg__fail(TG_EINVAL, "%s: \"%s\" ends in \"%s\", which checkpoints keep optimizer state under",
-                            fn, name, states[k].suffix);
-    if (!(param->flags & TG__PARAM))
-        return tg__fail(TG_EINVAL, "%s: \"%s\" is not a parameter (make it with tg_param_new)", fn, name);
-    if (find(ps, name, strlen(name)) >= 0)
-        return tg__fail(TG_EINVAL, "%s: the list already holds a parameter named \"%s\"", fn, name);
-    for (int i = 0; i < ps->n; i++)
-        if (ps->ts[i] == param)
-            return tg__fail(TG_EINVAL, "%s: \"%s\" is the tensor the list already holds as \"%s\"", fn, name,
-                            ps->names[i]);
-    if (ps->users)
-        return tg__fail(TG_ESTATE, "%s: \"%s\": %d optimizer(s) use this list; free them before adding", fn,
-                        name, ps->users);
-    if (ps->n == ps->cap) {
-        int cap = ps->cap ? 2 * ps->cap : 8;
-        char **names = tg__malloc((size_t)cap * sizeof *names);
-        tg_tensor **ts = names ? tg__malloc((size_t)cap * sizeof *ts) : NULL;
-        if (!ts) {
-            tg__free(names);
-            return tg__fail(TG_ENOMEM, "%s: out of memory for \"%s\"", fn, name);
-        }
-        if (ps->n) memcpy(names, ps->names, (size_t)ps->n * sizeof *names);
-        if (ps->n) memcpy(ts, ps->ts, (size_t)ps->n * sizeof *ts);
-        tg__free(ps->names);
-        tg__free(ps->ts);
-        ps->names = names, ps->ts = ts, ps->cap = cap;
-    }
-    size_t len = strlen(name) + 1;
-    char *copy = tg__malloc(len);
-    if (!copy) return tg__fail(TG_ENOMEM, "%s: out of memory for \"%s\"", fn, name);
-    ps->names[ps->n] = memcpy(copy, name, len);
-    ps->ts[ps->n++] = param;
-    return TG_OK;
-}
-
-int tg_params_count(const tg_params *ps) { return ps ? ps->n : 0; }
-
-tg_tensor *tg_params_at(const tg_params *ps, int i, const char **name) {
-    if (name) *name = NULL;
-    if (!ps) return tg__null("tg_params_at", "params"), NULL;
-    if (i < 0 || i >= ps->n) {
-        tg__fail(TG_EINVAL, "tg_params_at: index %d outside 0..%d", i, ps->n - 1);
-        return NULL;
-    }
-    if (name) *name = ps->names[i];
-    return ps->ts[i];
-}
-
-tg_tensor *tg_params_find(const tg_params *ps, const char *name) {
-    if (!ps || !name) return tg__null("tg_params_find", ps ? "name" : "params"), NULL;
-    int i = find(ps, name, strlen(name));
-    if (i < 0) tg__fail(TG_EINVAL, "tg_params_find: no parameter named \"%s\"", name);
-    return i < 0 ? NULL : ps->ts[i];
-}
-
-void tg_params_zero_grad(tg_params *ps) {
-    for (int i = 0; ps && i < ps->n; i++) tg_zero_grad(ps->ts[i]);
-}
-
-double tg_params_grad_norm(const tg_params *ps) {
-    if (!ps) return tg__null("tg_params_grad_norm", "params"), NAN;
-    double sq = 0;
-    for (int i = 0; i < ps->n; i++) {
-        const tg_tensor *t = ps->ts[i];
-        TG__DISPATCH(t->dtype, {
-            const T *g = t->grad;
-            for (int64_t k = 0; k < t->numel; k++) sq += (double)g[k] * (double)g[k];
-        });
-    }
-    return sqrt(sq);
-}
-
-double tg_params_clip_grad_norm(tg_params *ps, double max_norm) {
-    static const char fn[] = "tg_params_clip_grad_norm";
-    if (!ps) return tg__null(fn, "params"), NAN;
-    if (!(max_norm >= 0)) return tg__fail(TG_EINVAL, "%s: max_norm is %g, want >= 0", fn, max_norm), NAN;
-    double norm = tg_params_grad_norm(ps);
-    if (!isfinite(norm)) {
-        int i = 0;
-        while (i < ps->n && !tg__nonfinite(ps->ts[i], ps->ts[i]->grad)) i++;
-        if (i < ps->n)
-            tg__fail(TG_ENONFINITE, "%s: the gradients' norm is %g: the gradient of \"%s\" is not finite; "
-                     "the gradients are left unclipped", fn, norm, ps->names[i]);
-        else
-            tg__fail(TG_ENONFINITE, "%s: the gradients' norm is %g: their sum of squares overflows a double; "
-                     "the gradients are left unclipped", fn, norm);
-        return norm;
-    }
-    /* torch's rule, its 1e-6 included: a norm just above max_norm still scales by slightly less than 1 */
-    double coef = max_norm / (norm + 1e-6);
-    if (coef < 1)
-        for (int i = 0; i < ps->n; i++) {
-            tg_tensor *t = ps->ts[i];
-            TG__DISPATCH(t->dtype, {
-                T *g = t->grad;
-                for (int64_t k = 0; k < t->numel; k++) g[k] = (T)((double)g[k] * coef);
-            });
-        }
-    return norm;
 }
 
 /* ---- optimizers ---- */
@@ -506,16 +337,16 @@ static tg_status match(const char *path, char **names, tg_tensor **ft, int n, co
                        unsigned char *seen) {
     const int ns = o ? n_state(opts->kind, opts->momentum) : 0, adam = opts->kind != TG_OPTIM_SGD;
     for (int k = 0; k < n; k++) {
-        int i = find(ps, names[k], strlen(names[k])), s = -1;
+        int i = tg__params_index(ps, names[k], strlen(names[k])), s = -1;
         for (int j = 0; i < 0 && j < 3; j++)
-            if (ends_with(names[k], states[j].suffix))
-                i = find(ps, names[k], strlen(names[k]) - strlen(states[j].suffix)), s = j;
+            if (tg__ends_with(names[k], tg__states[j].suffix))
+                i = tg__params_index(ps, names[k], strlen(names[k]) - strlen(tg__states[j].suffix)), s = j;
         if (i >= 0 && s >= 0 && !o) continue; /* state, which a parameters-only load ignores */
-        if (i < 0 || (s >= 0 && (states[s].adam != adam || states[s].slot >= ns)))
+        if (i < 0 || (s >= 0 && (tg__states[s].adam != adam || tg__states[s].slot >= ns)))
             return bad(path, "tensor \"%s\" is neither a parameter of the list nor state of %s", names[k],
                        o ? kind_names[opts->kind] : "an optimizer");
         if (same_as(path, names[k], ft[k], ps->ts[i])) return TG_EFORMAT;
-        int slot = s < 0 ? -1 : states[s].slot;
+        int slot = s < 0 ? -1 : tg__states[s].slot;
         seen[3 * i + 1 + slot] = 1;
         tg_tensor *into = s < 0 ? ps->ts[i] : o->state[2 * i + slot] ? o->state[2 * i + slot] : fresh[2 * i + slot];
         dst[k] = into->data;
