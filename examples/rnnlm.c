@@ -138,36 +138,24 @@ typedef enum { RNN, LSTM, GRU } kind;
 
 typedef struct {
     kind kind;
-    tg_tensor *embed, *Wx, *Wh, *b, *Wo, *bo;
+    tg_tensor *embed, *Wo, *bo;
     tg_time_rnn *rnn;
     tg_time_lstm *lstm;
     tg_time_gru *gru;
 } model;
 
-static tg_tensor *normal(tg_rng *rng, double std, int64_t r, int64_t c) {
-    tg_tensor *t = c ? tg_param_new(TG_F32, 2, (int64_t[]){r, c}) : tg_param_new(TG_F32, 1, (int64_t[]){r});
-    CHECK(t && tg_tensor_fill_normal(t, 0, std, rng) == TG_OK);
-    return t;
-}
-
-/* The book's initialisation: embedding N(0, 0.01^2), weights N(0, 1/fan_in), biases 0. */
+/* The book's initialisation: embedding N(0, 0.01^2), weights N(0, 1/fan_in), biases 0. The layer makes
+   its weights in the parameter list, which owns them. */
 static model model_new(kind k, int64_t V, int64_t E, int64_t H, uint64_t seed, tg_params *params) {
-    int gates = k == LSTM ? 4 : k == GRU ? 3 : 1;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     model m = {.kind = k};
-    m.embed = normal(&rng, 0.01, V, E);
-    m.Wx = normal(&rng, 1 / sqrt((double)E), E, gates * H);
-    m.Wh = normal(&rng, 1 / sqrt((double)H), H, gates * H);
-    m.b = normal(&rng, 0, gates * H, 0);
-    m.Wo = normal(&rng, 1 / sqrt((double)H), H, V);
-    m.bo = normal(&rng, 0, V, 0);
-    if (k == RNN) CHECK(m.rnn = tg_time_rnn_new(m.Wx, m.Wh, m.b, 1));
-    if (k == LSTM) CHECK(m.lstm = tg_time_lstm_new(m.Wx, m.Wh, m.b, 1));
-    if (k == GRU) CHECK(m.gru = tg_time_gru_new(m.Wx, m.Wh, m.b, 1));
-    const char *names[6] = {"embed.W", "rnn.Wx", "rnn.Wh", "rnn.b", "out.W", "out.b"};
-    tg_tensor *ts[6] = {m.embed, m.Wx, m.Wh, m.b, m.Wo, m.bo};
-    for (int i = 0; i < 6; i++) CHECK(tg_params_add(params, names[i], ts[i]) == TG_OK);
+    CHECK((m.embed = tg_params_create(params, "embed.W", TG_F32, 2, (int64_t[]){V, E})) &&
+          tg_tensor_fill_normal(m.embed, 0, 0.01, &rng) == TG_OK);
+    if (k == RNN) CHECK(m.rnn = tg_time_rnn_create(params, "rnn", TG_F32, E, H, 1, &rng));
+    if (k == LSTM) CHECK(m.lstm = tg_time_lstm_create(params, "rnn", TG_F32, E, H, 1, &rng));
+    if (k == GRU) CHECK(m.gru = tg_time_gru_create(params, "rnn", TG_F32, E, H, 1, &rng));
+    CHECK(m.Wo = tg_linear_create(params, "out", TG_F32, H, V, &rng, &m.bo));
     return m;
 }
 
@@ -177,12 +165,11 @@ static void model_reset(model *m) {
     if (m->gru) tg_time_gru_reset_state(m->gru);
 }
 
+/* The weights go with the parameter list. */
 static void model_free(model *m) {
     tg_time_rnn_free(m->rnn);
     tg_time_lstm_free(m->lstm);
     tg_time_gru_free(m->gru);
-    tg_tensor *ts[6] = {m->embed, m->Wx, m->Wh, m->b, m->Wo, m->bo};
-    for (int i = 0; i < 6; i++) tg_tensor_free(ts[i]);
 }
 
 /* ids (B,T) -> logits (B,T,V). drop NULL: no dropout (evaluation). */
@@ -424,8 +411,8 @@ int main(int argc, char **argv) {
     tg_tape_free(tape);
     tg_tensor_free(xs), tg_tensor_free(ts);
     tg_optim_free(optim);
-    tg_params_free(params);
     model_free(&m);
+    tg_params_free(params); /* and every weight with it */
     for (int i = 0; i < c.n_words; i++) free(c.words[i]);
     free(c.words), free(c.ids);
 #ifdef TG_WITH_MPI

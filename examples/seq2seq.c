@@ -221,34 +221,28 @@ static const char *const KIND[] = {"plain", "peeky", "attention"};
 typedef struct {
     kind kind;
     int64_t V, W, H;
-    tg_tensor *enc_embed, *enc_Wx, *enc_Wh, *enc_b, *dec_embed, *dec_Wx, *dec_Wh, *dec_b, *out_W, *out_b;
+    tg_tensor *enc_embed, *dec_embed, *out_W, *out_b;
     tg_time_lstm *enc, *dec;
 } model;
 
-static tg_tensor *normal(tg_params *ps, const char *name, tg_rng *rng, double std, int64_t r, int64_t c) {
-    tg_tensor *t = c ? tg_param_new(TG_F32, 2, (int64_t[]){r, c}) : tg_param_new(TG_F32, 1, (int64_t[]){r});
-    CHECK(t && tg_tensor_fill_normal(t, 0, std, rng) == TG_OK && tg_params_add(ps, name, t) == TG_OK);
+static tg_tensor *embedding(tg_params *ps, const char *name, tg_rng *rng, int64_t V, int64_t W) {
+    tg_tensor *t = tg_params_create(ps, name, TG_F32, 2, (int64_t[]){V, W});
+    CHECK(t && tg_tensor_fill_normal(t, 0, 0.01, rng) == TG_OK);
     return t;
 }
 
-/* The book's initialisation: embeddings N(0, 0.01^2), weights N(0, 1/fan_in), biases 0. */
+/* The book's initialisation: embeddings N(0, 0.01^2), weights N(0, 1/fan_in), biases 0. The layers make
+   their weights in the parameter list, which owns them. */
 static model model_new(kind k, int64_t V, int64_t W, int64_t H, uint64_t seed, tg_params *ps) {
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     int64_t D = k == PEEKY ? W + H : W, A = k == PLAIN ? H : 2 * H; /* decoder input, affine input */
-    model m = {k, V, W, H, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    m.enc_embed = normal(ps, "enc.embed", &rng, 0.01, V, W);
-    m.enc_Wx = normal(ps, "enc.Wx", &rng, 1 / sqrt((double)W), W, 4 * H);
-    m.enc_Wh = normal(ps, "enc.Wh", &rng, 1 / sqrt((double)H), H, 4 * H);
-    m.enc_b = normal(ps, "enc.b", &rng, 0, 4 * H, 0);
-    m.dec_embed = normal(ps, "dec.embed", &rng, 0.01, V, W);
-    m.dec_Wx = normal(ps, "dec.Wx", &rng, 1 / sqrt((double)D), D, 4 * H);
-    m.dec_Wh = normal(ps, "dec.Wh", &rng, 1 / sqrt((double)H), H, 4 * H);
-    m.dec_b = normal(ps, "dec.b", &rng, 0, 4 * H, 0);
-    m.out_W = normal(ps, "out.W", &rng, 1 / sqrt((double)A), A, V);
-    m.out_b = normal(ps, "out.b", &rng, 0, V, 0);
-    CHECK(m.enc = tg_time_lstm_new(m.enc_Wx, m.enc_Wh, m.enc_b, 0));
-    CHECK(m.dec = tg_time_lstm_new(m.dec_Wx, m.dec_Wh, m.dec_b, 0));
+    model m = {.kind = k, .V = V, .W = W, .H = H};
+    m.enc_embed = embedding(ps, "enc.embed", &rng, V, W);
+    CHECK(m.enc = tg_time_lstm_create(ps, "enc", TG_F32, W, H, 0, &rng));
+    m.dec_embed = embedding(ps, "dec.embed", &rng, V, W);
+    CHECK(m.dec = tg_time_lstm_create(ps, "dec", TG_F32, D, H, 0, &rng));
+    CHECK(m.out_W = tg_linear_create(ps, "out", TG_F32, A, V, &rng, &m.out_b));
     return m;
 }
 
@@ -392,10 +386,15 @@ static void plot(const char *path, tg_tape *tape, model *m, const dataset *d, co
 
 /* ---- training ---------------------------------------------------------------------------------- */
 
-static double norm_of(tg_tensor *const *ts, int n) {
+/* The gradient norm of the parameters whose names start with "enc." (enc 1) or do not (enc 0). */
+static double norm_of(tg_params *ps, int enc) {
     double sum = 0;
-    for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < tg_tensor_numel(ts[i]); j++) sum += pow(((const float *)tg_tensor_grad(ts[i]))[j], 2);
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        const char *name;
+        tg_tensor *t = tg_params_at(ps, i, &name);
+        for (int64_t j = 0; (strncmp(name, "enc.", 4) == 0) == enc && j < tg_tensor_numel(t); j++)
+            sum += pow(((const float *)tg_tensor_grad(t))[j], 2);
+    }
     return sqrt(sum);
 }
 
@@ -500,8 +499,7 @@ int main(int argc, char **argv) {
             if (epoch == 0 && b == 0)
                 printf("first batch: gradient norm %.3g in the encoder, %.3g in the decoder (forward_from hands "
                        "the encoder's state over on the tape, so the gradient reaches it)\n",
-                       norm_of((tg_tensor *[]){m.enc_embed, m.enc_Wx, m.enc_Wh, m.enc_b}, 4),
-                       norm_of((tg_tensor *[]){m.dec_embed, m.dec_Wx, m.dec_Wh, m.dec_b, m.out_W, m.out_b}, 6));
+                       norm_of(ps, 1), norm_of(ps, 0));
             if (clip > 0) tg_params_clip_grad_norm(ps, clip);
             CHECK(tg_optim_step(optim) == TG_OK);
             tg_tape_reset(tape);
@@ -522,8 +520,7 @@ int main(int argc, char **argv) {
     tg_tensor_free(xs), tg_tensor_free(din), tg_tensor_free(tgt);
     tg_optim_free(optim);
     tg_time_lstm_free(m.enc), tg_time_lstm_free(m.dec);
-    for (int i = 0; i < tg_params_count(ps); i++) tg_tensor_free(tg_params_at(ps, i, NULL));
-    tg_params_free(ps);
+    tg_params_free(ps); /* and every weight with it */
     free(order), free(d.q), free(d.a);
     return 0;
 }
