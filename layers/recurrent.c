@@ -102,7 +102,12 @@ int tg__cell_bad_inputs(const char *fn, tg_tensor *x, tg_tensor *const *st, cons
 int tg__xs_bad(const char *fn, const tg_tensor *xs, const tg_tensor *Wx) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
     int64_t D = tg_tensor_shape(Wx)[0];
-    if (tg_tensor_ndim(xs) != 3 || tg_tensor_shape(xs)[2] != D) {
+    if (tg_tensor_ndim(xs) != 3) { /* a (N,D) batch of single steps, most likely: D is not what is wrong */
+        tg__fail(TG_ESHAPE, "%s: xs must be 3-d (N,T,D) with D = %lld, got a %d-d %s", fn, (long long)D,
+                 tg_tensor_ndim(xs), shape_of(xs, s1));
+        return 1;
+    }
+    if (tg_tensor_shape(xs)[2] != D) {
         tg__fail(TG_ESHAPE, "%s: xs is %s but Wx is %s: want xs (N,T,D) with D = %lld", fn, shape_of(xs, s1),
                  shape_of(Wx, s2), (long long)D);
         return 1;

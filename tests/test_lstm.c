@@ -839,7 +839,7 @@ static void time_errors(kind kd) {
     cr_expect_null(layer_forward(e.tape, &l, xs_D));
     EXPECT(TG_ESHAPE, "%s_forward: xs is (4,5,2) but Wx is (3,%d): want xs (N,T,D) with D = 3", pre, 2 * kd);
     cr_expect_null(layer_forward(e.tape, &l, e.h));
-    EXPECT(TG_ESHAPE, "%s_forward: xs is (4,2) but Wx is (3,%d)", pre, 2 * kd);
+    EXPECT(TG_ESHAPE, "%s_forward: xs must be 3-d (N,T,D) with D = 3, got a 2-d (4,2)", pre);
     cr_expect_null(layer_forward(e.tape, &l, xs32));
     EXPECT(TG_EDTYPE, "%s_forward: xs is f32 but the layer's weights are f64", pre);
     cr_expect_null(layer_forward(e.tape, &l, xs_T0));

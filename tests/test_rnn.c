@@ -810,7 +810,7 @@ Test(rnn_errors, forward) {
     tt_expect_error(TG_ESHAPE,
                     "tg_time_rnn_forward: xs is (4,5,2) but Wx is (3,2): want xs (N,T,D) with D = 3");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs2));
-    tt_expect_error(TG_ESHAPE, "tg_time_rnn_forward: xs is (4,3) but Wx is (3,2)");
+    tt_expect_error(TG_ESHAPE, "tg_time_rnn_forward: xs must be 3-d (N,T,D) with D = 3, got a 2-d (4,3)");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs32));
     tt_expect_error(TG_EDTYPE, "tg_time_rnn_forward: xs is f32 but the layer's weights are f64");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs_T0));
