@@ -49,6 +49,11 @@ void tg__acc_add(acc *c, const tg_gradcheck_opts *o, double a, double n, int inp
     }
 }
 
+int tg__overwrite_error(void) {
+    const char *m = tg_last_error();
+    return tg_last_status() == TG_EINVAL && !strncmp(m, "backward of ", 12) && strstr(m, " instead of adding to it");
+}
+
 /* "input 1 element 4 (output element 2)", or the fast-mode forms. */
 void tg__where_str(char *buf, size_t size, int input, int64_t index, int64_t out_index) {
     if (index < 0) snprintf(buf, size, "input %d (projection v^T J u)", input);

@@ -134,9 +134,8 @@ static int node_backward(node_run *r, const tg_tensor *gv, int check) {
         if (r->checked[i]) memset(r->buf[i], 0, (size_t)r->x[i]->numel * tg__dsize(r->x[i]->dtype));
     if (tg__node_backward(r->tape, &r->fake, r->k, gv, r->buf, check) != TG_OK) {
         /* the overwrite message names the op and node already */
-        const char *m = tg_last_error();
-        if (strncmp(m, "backward of", 11)) return node_fail(r, "its backward failed: %s", m);
-        snprintf(r->msg, sizeof r->msg, "%s", m);
+        if (!tg__overwrite_error()) return node_fail(r, "its backward failed: %s", tg_last_error());
+        snprintf(r->msg, sizeof r->msg, "%s", tg_last_error());
         return 0;
     }
     for (int i = 0; i < r->fake.n_in; i++)

@@ -803,9 +803,14 @@ Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
     cr_expect_not(tg_gradcheck(f_softplus, &wrong, in, 3, NULL, &r));
     cr_expect(strstr(r.message, "backward of softplus (node 1) overwrites its gradient of input 0 instead of adding"),
               "%s", r.message);
-    tg_clear_error();
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
+    /* a caller's pending error is left as it was */
+    cr_expect_null(tg_tensor_new(TG_F64, -1, NULL));
+    cr_expect_not(tg_gradcheck(f_softplus, &wrong, in, 3, NULL, &r));
+    tt_expect_error(TG_EINVAL, "tg_tensor_new: ndim -1 is outside 0..8");
     cr_expect_not(tg_gradcheck_ref(f_softplus, ref_softplus, &wrong, in, 3, NULL, &r, &rn));
     cr_expect(strstr(rn.message, "backward of softplus (node 1) overwrites its gradient"), "%s", rn.message);
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
     tape = tg_tape_new();
     L = f_softplus(tape, in, &wrong);
     tg_clear_error();
@@ -849,6 +854,7 @@ Test(gradcheck, the_proof_that_backwards_add_runs_in_the_first_pass_only) {
     int wrong = 1; /* and the proof still fails an overwriting backward used once */
     cr_expect_not(tg_gradcheck(f_counted, &wrong, &x, 1, NULL, &r));
     cr_expect(strstr(r.message, "backward of softplus (node 0) overwrites its gradient of input 0"), "%s", r.message);
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
     tg_tensor_free(x);
 }
 
