@@ -825,6 +825,30 @@ Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
     inputs_free(in, 3);
 }
 
+/* A passing per-node check prints what it compared and where it came nearest to failing, not "none". */
+Test(gradcheck, a_passing_per_node_check_prints_its_counts_and_nearest_entry) {
+    tg_tensor *in[3] = {TT_RAND(TG_F64, 0, 1, 3, 2), TT_RAND(TG_F64, 1, 2, 2, 4), TT_RAND(TG_F64, 0, 3, 3, 4)};
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *L = f_softplus(tape, in, NULL);
+    tg_gradcheck_report r;
+    cr_assert(tg_gradcheck_nodes(tape, L, NULL, &r), "%s", r.message);
+    cr_expect_eq(r.node, -1);
+    cr_expect(r.input >= 0 && r.index >= 0, "input %d index %lld", r.input, (long long)r.index);
+    cr_expect(fabs(r.analytic - r.numeric) <= 1e-5 + 1e-3 * fabs(r.numeric), "%g vs %g", r.analytic, r.numeric);
+    char *s = print_to_string(&r);
+    cr_expect(strstr(s, "PASS"), "%s", s);
+    cr_expect_null(strstr(s, "none"), "%s", s);
+    cr_expect(strstr(s, "passed: 5 nodes checked, ") && strstr(s, " values compared"), "%s", s);
+    char want[96];
+    snprintf(want, sizeof want, "  nearest to tolerance: input %d, element %lld: ", r.input, (long long)r.index);
+    cr_expect(strstr(s, want), "%s lacks %s", s, want);
+    cr_expect(strstr(s, "; nearest to tolerance: %"), "%s", s);
+    cr_expect(strstr(s, " <= tol "), "%s", s);
+    free(s);
+    tg_tape_free(tape);
+    inputs_free(in, 3);
+}
+
 /* The proof that backwards add runs in the check's first backward pass only: a full-mode check of an op
    with 3 outputs makes two passes per row of the Jacobian, 6 calls of its backward and one more for the
    proof; fast mode makes two passes, 3 calls. (Proving in every pass made them 12 and 4.) */
