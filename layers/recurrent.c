@@ -125,6 +125,10 @@ int tg__xs_bad(const char *fn, const tg_tensor *xs, const tg_tensor *Wx) {
     return 0;
 }
 
+int tg__name_weights(const char *fn, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b) {
+    return tg__name_once(fn, Wx, "Wx") || tg__name_once(fn, Wh, "Wh") || tg__name_once(fn, b, "b");
+}
+
 /* ---- the carried state ----------------------------------------------------------------------- */
 
 void tg__rstate_init(tg__rstate *s, int n, tg_dtype dtype, int64_t H, int stateful) {
@@ -169,7 +173,7 @@ static tg_status find_leaf(tg__rstate *s, const char *fn, int64_t N, int *leaf) 
         for (int k = 0; ok && k < s->n; k++) {
             l.zero[k] = tg_param_new(s->dtype, 2, shape);
             l.d[k] = l.zero[k] ? tg_tensor_new(s->dtype, 2, shape) : NULL;
-            ok = l.d[k] != NULL;
+            ok = l.d[k] && !tg__name_once(fn, l.zero[k], k ? "c0" : "h0");
         }
         if (!ok) {
             for (int k = 0; k < s->n; k++) tg_tensor_free(l.zero[k]), tg_tensor_free(l.d[k]);
