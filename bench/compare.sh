@@ -10,7 +10,7 @@
 #
 #   bench/compare.sh [--quick] [--md FILE] [--json FILE]
 #     --quick   tiny sizes (a smoke run; the timings mean nothing)
-#     --md      also write the table as markdown to FILE (the README's speed table)
+#     --md      also write the table as markdown to FILE (docs/speed.md's speed table)
 #     --json    keep every program's JSON lines in FILE
 # Environment: BUILD (default /tmp/perf-rel), PYTHON (default /usr/bin/python3, which has NumPy and torch).
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when set, are passed on as they are; glibc malloc is left at its

@@ -27,6 +27,9 @@ void tg__acc_init(acc *c);
    output element out_index (-1: a projection or a random grad_out). */
 void tg__acc_add(acc *c, const tg_gradcheck_opts *o, double a, double n, int input, int64_t index,
                  int64_t out_index);
+/* 1 when the thread's error is the proof's (tg__node_backward: "backward of <op> (node k) overwrites its
+   gradient ... instead of adding to it"): a failed check, which a check reports and does not leave set. */
+int tg__overwrite_error(void);
 /* "input 1 element 4 (output element 2)", or the fast-mode forms. */
 void tg__where_str(char *buf, size_t size, int input, int64_t index, int64_t out_index);
 

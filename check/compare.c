@@ -49,6 +49,11 @@ void tg__acc_add(acc *c, const tg_gradcheck_opts *o, double a, double n, int inp
     }
 }
 
+int tg__overwrite_error(void) {
+    const char *m = tg_last_error();
+    return tg_last_status() == TG_EINVAL && !strncmp(m, "backward of ", 12) && strstr(m, " instead of adding to it");
+}
+
 /* "input 1 element 4 (output element 2)", or the fast-mode forms. */
 void tg__where_str(char *buf, size_t size, int input, int64_t index, int64_t out_index) {
     if (index < 0) snprintf(buf, size, "input %d (projection v^T J u)", input);
@@ -76,12 +81,14 @@ void tg_gradcheck_print(const tg_gradcheck_report *r, FILE *out) {
     if (!r || !out) return;
     fprintf(out, "gradcheck: %s\n", r->passed ? "PASS" : "FAIL");
     if (r->node >= 0) fprintf(out, "  node: %%%lld %s\n", (long long)r->node, r->op);
-    if (r->input < 0) fprintf(out, "  worst: none (no value compared)\n");
+    /* on a pass the worst entry is the one nearest to its tolerance, not a mismatch */
+    const char *worst = r->passed ? "nearest to tolerance" : "worst";
+    if (r->input < 0) fprintf(out, "  %s: none (no value compared)\n", worst);
     else if (r->index < 0)
-        fprintf(out, "  worst: input %d, projection v^T J u: analytic %.10g, numeric %.10g\n", r->input,
+        fprintf(out, "  %s: input %d, projection v^T J u: analytic %.10g, numeric %.10g\n", worst, r->input,
                 r->analytic, r->numeric);
     else
-        fprintf(out, "  worst: input %d, element %lld: analytic %.10g, numeric %.10g\n", r->input,
+        fprintf(out, "  %s: input %d, element %lld: analytic %.10g, numeric %.10g\n", worst, r->input,
                 (long long)r->index, r->analytic, r->numeric);
     fprintf(out, "  max abs err %.3g, max rel err %.3g\n", r->max_abs_err, r->max_rel_err);
     fprintf(out, "  %s\n", r->message);

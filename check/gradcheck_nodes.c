@@ -151,9 +151,8 @@ static int node_backward(node_run *r, const tg_tensor *gv, int check) {
         if (r->checked[i]) memset(r->buf[i], 0, (size_t)r->x[i]->numel * tg__dsize(r->x[i]->dtype));
     if (tg__node_backward(r->tape, &r->fake, r->k, gv, r->buf, check) != TG_OK) {
         /* the overwrite message names the op and node already */
-        const char *m = tg_last_error();
-        if (strncmp(m, "backward of", 11)) return node_fail(r, "its backward failed: %s", m);
-        snprintf(r->msg, sizeof r->msg, "%s", m);
+        if (!tg__overwrite_error()) return node_fail(r, "its backward failed: %s", tg_last_error());
+        snprintf(r->msg, sizeof r->msg, "%s", tg_last_error());
         return 0;
     }
     for (int i = 0; i < r->fake.n_in; i++)
@@ -259,6 +258,10 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         if (tg__tape_node(tape, k)->out->dtype == TG_F32 && !o.allow_f32)
             tg__gc_abort(&g, TG_EDTYPE, "node %lld (%s) is f32; opt in with opts = tg_gradcheck_defaults_f32(), or "
                      "record in f64", (long long)k, tg__node_name(tg__tape_node(tape, k)));
+    /* A pass still says where it came nearest to failing: which node, input and element. */
+    acc near;
+    tg__acc_init(&near);
+    int64_t near_k = -1;
     tg__error err;
     tg__error_save(&err); /* a failing node is a result: the thread's error stays the caller's */
     for (int64_t k = 0; k <= last && !g.aborted; k++) {
@@ -282,6 +285,7 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         c.count += nc.count;
         if (!isnan(c.max_abs) && (isnan(nc.max_abs) || nc.max_abs > c.max_abs)) c.max_abs = nc.max_abs;
         if (!isnan(c.max_rel) && (isnan(nc.max_rel) || nc.max_rel > c.max_rel)) c.max_rel = nc.max_rel;
+        if (ok && nc.count && nc.excess > near.excess) near = nc, near_k = k;
         if (!ok) {
             g.aborted = 1;
             snprintf(g.msg, sizeof g.msg, "%s", r.msg);
@@ -306,10 +310,16 @@ int tg_gradcheck_nodes(tg_tape *tape, tg_tensor *out, const tg_gradcheck_opts *o
         report->max_rel_err = c.max_rel;
         report->node = nodes_failed_index;
         snprintf(report->op, sizeof report->op, "%s", nodes_failed_op);
-        if (passed)
+        if (passed) {
+            char loc[128];
+            tg__where_str(loc, sizeof loc, near.input, near.index, near.out_index);
+            report->input = near.input, report->index = near.index, report->analytic = near.a, report->numeric = near.n;
             snprintf(report->message, sizeof report->message, "passed: %lld nodes checked, %lld values compared, max "
-                     "abs err %.2g, max rel err %.2g", (long long)nodes, (long long)c.count, c.max_abs, c.max_rel);
-        else
+                     "abs err %.2g, max rel err %.2g; nearest to tolerance: %%%lld %s %s: analytic %.10g vs numeric "
+                     "%.10g, |diff| %.3g <= tol %.3g", (long long)nodes, (long long)c.count, c.max_abs, c.max_rel,
+                     (long long)near_k, tg__node_name(tg__tape_node(tape, near_k)), loc, near.a, near.n, near.err,
+                     near.tol);
+        } else
             snprintf(report->message, sizeof report->message, "%s", g.msg);
     }
     return passed;

@@ -14,6 +14,9 @@
  * that writes grads[i][k] = ... is right only while its input has one consumer): in the check's first
  * backward pass, each node's backward runs a second time on buffers already holding a known pattern,
  * and must add the same amounts. (Every pass runs the same nodes, so once proves it for the check.)
+ * A backward that assigns is a failed check like a wrong value: 0, the report's message naming it
+ * ("backward of softplus (node 1) overwrites its gradient of input 0 instead of adding to it: ..."),
+ * and the thread's error left alone.
  * The later passes hand over fresh gradient buffers as training does, which built-in ops assign
  * instead of adding to: both ways of writing a gradient are compared with the finite differences.
  * When either check fails, tg_gradcheck_nodes on one recording of f names the node that is wrong.
@@ -29,7 +32,8 @@
  * needs a gradient, an input that needs one but is an op output, or f returning NULL without an
  * error; TG_ESTATE for an input that is an output of an ended recording; TG_EDTYPE for f32 inputs
  * without allow_f32; TG_ESHAPE when f's output changes dtype or shape between calls; TG_ENOMEM. When f or tg_backward fail, their status and message are kept
- * (the report adds which call failed); a reference that fails sets the status it returned.
+ * (the report adds which call failed), except for the proof above, whose failure is a result; a
+ * reference that fails sets the status it returned.
  */
 #ifndef TG_GRADCHECK_H
 #define TG_GRADCHECK_H
@@ -107,10 +111,14 @@ int tg_gradcheck_ref(tg_fn f, tg_ref_fn ref, void *ctx, tg_tensor *const *inputs
    their full Jacobian compared. Built-in ops rerun in f64 from the recorded values (f32 recordings
    need opts->allow_f32); custom ops rerun in their own dtype. Each backward also runs a second time on
    gradient buffers already holding a known pattern, and a backward that assigns instead of adding
-   fails ("backward of softplus (node 7) overwrites its gradient of input 0 instead of adding to it").
+   fails the check ("backward of softplus (node 7) overwrites its gradient of input 0 instead of adding
+   to it"; a result, as for tg_gradcheck: the thread's error is left alone).
    The first failing node is reported: report->node and ->op, the input and element, both values, and
    a message "%7 softplus: input 0 element 3: analytic ... vs numeric ..."; a pass says how many nodes
-   and values were compared. Nothing is skipped: a node whose forward fails on the rerun, or whose
+   and values were compared and which came nearest to its tolerance, the report's input, index,
+   analytic and numeric holding that entry and its message naming the node ("passed: 5 nodes checked,
+   96 values compared, ...; nearest to tolerance: %2 tanh input 0 element 3 (...): analytic ... vs
+   numeric ..., |diff| ... <= tol ..."). Nothing is skipped: a node whose forward fails on the rerun, or whose
    output is not finite, fails with a message. The recording is left as it was: its backward may run
    afterwards, with the same result. Errors (the check cannot run: returns 0 and sets the thread's
    error) as tg_gradcheck's: TG_EINVAL for a NULL tape or out, an out that is not an op output of the
@@ -124,7 +132,9 @@ int64_t     tg_gradcheck_nodes_failed_index(void);
 const char *tg_gradcheck_nodes_failed_op(void);
 
 /* Prints a report in a few readable lines: PASS or FAIL, the worst input and element with both
-   values, the maximum errors and the message. NULL report or out prints nothing. */
+   values (on a pass: "nearest to tolerance"), the maximum errors and the message (for
+   tg_gradcheck_nodes, the failing node, or on a pass the counts and the nearest entry's node). NULL
+   report or out prints nothing. */
 void tg_gradcheck_print(const tg_gradcheck_report *report, FILE *out);
 
 #endif

@@ -2,11 +2,13 @@
 #include <stdio.h>
 #include "arena.h"
 
-/* How print and DOT name an input: the node that made it, or what kind of leaf it is. */
+/* How print and DOT name an input: the node that made it, or a leaf by its name (tg_tensor_set_name,
+   tg_params_add, a layer's role) or else by its kind, and its shape. */
 static int input_desc(const tg_tensor *t, char *buf, size_t size) {
     char sb[TG__SHAPE_STR];
     if (t->node >= 0 && t->tape) return snprintf(buf, size, "%%%lld", (long long)t->node);
-    return snprintf(buf, size, "%s%s", t->flags & TG__PARAM ? "param" : t->tape ? "const" : "leaf",
+    const char *name = tg_tensor_name(t);
+    return snprintf(buf, size, "%s%s", name ? name : t->flags & TG__PARAM ? "param" : t->tape ? "const" : "leaf",
                     tg__shape_str(t->ndim, t->shape, sb));
 }
 
@@ -70,12 +72,30 @@ tg_status tg_tape_write_dot(const tg_tape *tape, FILE *out) {
             const tg_tensor *t = n->in[i];
             if (t->node >= 0 && t->tape) {
                 fprintf(out, "  n%lld -> n%lld;\n", (long long)t->node, (long long)k);
-            } else {
-                /* Leaves are drawn once per use: a graph of a T-step RNN stays legible that way. */
-                input_desc(t, ib, sizeof ib);
-                fprintf(out, "  l%lld_%d [shape=ellipse, label=\"%s\"];\n  l%lld_%d -> n%lld;\n", (long long)k, i,
-                        ib, (long long)k, i, (long long)k);
+                continue;
             }
+            /* A leaf is one node, named after its first use, with an edge to each node that uses it: the T
+               steps of an RNN share one Wh, and the picture must show that. Finding the first use scans the
+               tape from its start, which stops early for weights (used from the first steps on); tapes that
+               Graphviz can lay out are small enough for the rest. */
+            int64_t k0 = 0;
+            int i0 = 0;
+            for (;; k0++) {
+                for (i0 = 0; i0 < tape->nodes[k0].n_in && tape->nodes[k0].in[i0] != t; i0++) continue;
+                if (i0 < tape->nodes[k0].n_in) break;
+            }
+            if (k0 == k && i0 == i) {
+                const char *name = tg_tensor_name(t);
+                fprintf(out, "  l%lld_%d [shape=ellipse, label=\"", (long long)k, i);
+                if (name) {
+                    dot_string(out, name);
+                    fprintf(out, "\\n%s\"];\n", tg__shape_str(t->ndim, t->shape, sb));
+                } else {
+                    input_desc(t, ib, sizeof ib);
+                    fprintf(out, "%s\"];\n", ib);
+                }
+            }
+            fprintf(out, "  l%lld_%d -> n%lld;\n", (long long)k0, i0, (long long)k);
         }
     }
     fprintf(out, "}\n");

@@ -153,9 +153,42 @@ tg_tensor *tg_tensor_clone(const tg_tensor *t) {
 
 void tg_tensor_free(tg_tensor *t) {
     if (!t || !(t->flags & TG__OWNED)) return;
+    tg__free(t->name);
     tg__free(t->data);
     tg__free(t->grad);
     tg__free(t);
+}
+
+static char *name_copy(const char *name) {
+    size_t len = strlen(name) + 1;
+    char *copy = tg__malloc(len);
+    return copy ? memcpy(copy, name, len) : NULL;
+}
+
+tg_status tg_tensor_set_name(tg_tensor *t, const char *name) {
+    static const char fn[] = "tg_tensor_set_name";
+    char sb[TG__SHAPE_STR];
+    tg_status st = tg__arg(fn, "t", t);
+    if (st) return st;
+    if (!(t->flags & TG__OWNED))
+        return tg__fail(TG_EINVAL, "%s: t %s is an op output; only a caller's leaf has a name", fn,
+                        tg__shape_str(t->ndim, t->shape, sb));
+    char *copy = NULL;
+    if (name && !(copy = name_copy(name))) return tg__fail(TG_ENOMEM, "%s: out of memory for \"%.60s\"", fn, name);
+    tg__free(__atomic_exchange_n(&t->name, copy, __ATOMIC_ACQ_REL));
+    return TG_OK;
+}
+
+const char *tg_tensor_name(const tg_tensor *t) {
+    return t && (t->flags & TG__OWNED) ? __atomic_load_n(&t->name, __ATOMIC_ACQUIRE) : NULL;
+}
+
+tg_status tg__name_once(const char *fn, tg_tensor *t, const char *name) {
+    if (!(t->flags & TG__OWNED) || __atomic_load_n(&t->name, __ATOMIC_ACQUIRE)) return TG_OK;
+    char *copy = name_copy(name), *none = NULL;
+    if (!copy) return tg__fail(TG_ENOMEM, "%s: out of memory naming %s", fn, name);
+    if (!__atomic_compare_exchange_n(&t->name, &none, copy, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) tg__free(copy);
+    return TG_OK;
 }
 
 tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }

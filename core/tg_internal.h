@@ -29,7 +29,11 @@ struct tg_tensor {
     uint32_t fp;    /* an output saved for backward: 1 + the index of its fingerprint in the tape's
                        recording, found without the tape's table of saved leaves; 0: none yet */
     tg_tape *tape;  /* the tape that made it; NULL for leaves */
-    uint64_t gen;   /* the tape's recording it belongs to (tape->gen at creation) */
+    union {         /* one word for both keeps the header at 128 bytes, two cache lines */
+        uint64_t gen; /* an op output's: the tape's recording it belongs to (tape->gen at creation) */
+        char *name;   /* a caller's leaf's (TG__OWNED): its name, owned, or NULL; read and written atomically,
+                         as threads sharing a leaf may name it at once (tg__name_once) */
+    };
     int64_t node;   /* index of the node that made it, -1 when none */
 };
 
@@ -132,6 +136,11 @@ uint64_t tg__fail_count(void);
 #define TG__SHAPE_STR 192
 const char *tg__shape_str(int ndim, const int64_t *shape, char *buf);
 const char *tg__dtype_name(tg_dtype dtype);
+
+/* Names a caller's leaf t (a copy of name) unless it has a name already: an op output, or a leaf named
+   before, is left as it is. One atomic exchange, so threads sharing t may call it at once (one name wins).
+   For tg_params_add and the layers, which name the leaves they are given. TG_ENOMEM naming fn. */
+tg_status tg__name_once(const char *fn, tg_tensor *t, const char *name);
 
 /* allocation (core/tensor.c): every malloc of the library, 64-byte aligned. A test build makes the
    k-th call fail with tg__alloc_fail_at(k) (0: never), to prove each caller reports TG_ENOMEM and

@@ -41,6 +41,16 @@ tg_tensor *tg_tensor_clone(const tg_tensor *t);
 /* Frees a caller-owned tensor and its gradient. NULL and tape-owned tensors are ignored. */
 void tg_tensor_free(tg_tensor *t);
 
+/* Names a caller's leaf with a copy of name (NULL removes it), for reading: tg_tape_print and
+   tg_tape_write_dot show it instead of the leaf's kind ("Wh(3,3)", not "param(3,3)"). Names need not be
+   unique. tg_params_add and the Time layers' _new name the leaves they are given when those have no
+   name yet (the first name stays); this call replaces one. TG_EINVAL for a NULL t or an op output
+   (the tape's, which the drawings show by node), TG_ESTATE for an output of an ended recording,
+   TG_ENOMEM (the old name kept). It writes t, as tg_tensor_set does (tapegrad.h: threads). */
+tg_status tg_tensor_set_name(tg_tensor *t, const char *name);
+/* t's name, owned by t until it is renamed or freed; NULL for an unnamed leaf, an op output or NULL. */
+const char *tg_tensor_name(const tg_tensor *t);
+
 /* The accessors read any tensor, the caller's or the tape's. For NULL they return TG_F32, 0, NULL and
    0 (they are for reading results, where a NULL was already reported by the call that made it).
    tg_tensor_data, tg_tensor_grad and tg_tensor_get on an op output of a recording that tg_tape_reset

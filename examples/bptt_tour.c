@@ -410,12 +410,13 @@ static void part_c(void) {
     uint64_t seed = 3;
     tg_tensor *Wx = rand_tensor(1, &seed, 0.5, SHAPE(2, 3)), *Wh = rand_tensor(1, &seed, 0.5, SHAPE(3, 3));
     tg_tensor *b = rand_tensor(1, &seed, 0.5, SHAPE(3)), *xs = rand_tensor(0, &seed, 1, SHAPE(1, 3, 2));
+    /* The layer names its weights by their roles (Wx, Wh, b) for the listing and the picture; xs is ours. */
     tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
     tg_tape *tape = tg_tape_new();
-    CHECK(layer && tape && tg_time_rnn_forward(tape, layer, xs));
+    CHECK(layer && tape && tg_tensor_set_name(xs, "xs") == TG_OK && tg_time_rnn_forward(tape, layer, xs));
     CHECK(tg_tape_print(tape, stdout) == TG_OK);
-    printf("    (param (1,3) is the zero initial state: a leaf of the layer, so that dL/dh0 has somewhere to "
-           "go)\n");
+    printf("    (h0(1,3) is the zero initial state: a leaf of the layer, so that dL/dh0 has somewhere to go;\n"
+           "    the picture draws the one Wh with an edge to each step's matmul: BPTT sums their gradients)\n");
 
     char dot_path[1024], png_path[1024];
     out_path(dot_path, sizeof dot_path, "bptt_tape.dot");

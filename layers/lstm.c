@@ -120,7 +120,7 @@ tg_tensor *tg_gru_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
 /* ---- the Time layers ------------------------------------------------------------------------- */
 
 static void *gated_new(const char *fn, int G, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful) {
-    if (tg__gated_bad_params(fn, G, Wx, Wh, b)) return NULL;
+    if (tg__gated_bad_params(fn, G, Wx, Wh, b) || tg__name_weights(fn, Wx, Wh, b)) return NULL;
     gated *g = tg__calloc(sizeof *g);
     if (!g) {
         tg__fail(TG_ENOMEM, "%s: out of memory for the layer", fn);

@@ -102,7 +102,12 @@ int tg__cell_bad_inputs(const char *fn, tg_tensor *x, tg_tensor *const *st, cons
 int tg__xs_bad(const char *fn, const tg_tensor *xs, const tg_tensor *Wx) {
     char s1[TG__SHAPE_STR], s2[TG__SHAPE_STR];
     int64_t D = tg_tensor_shape(Wx)[0];
-    if (tg_tensor_ndim(xs) != 3 || tg_tensor_shape(xs)[2] != D) {
+    if (tg_tensor_ndim(xs) != 3) { /* a (N,D) batch of single steps, most likely: D is not what is wrong */
+        tg__fail(TG_ESHAPE, "%s: xs must be 3-d (N,T,D) with D = %lld, got a %d-d %s", fn, (long long)D,
+                 tg_tensor_ndim(xs), shape_of(xs, s1));
+        return 1;
+    }
+    if (tg_tensor_shape(xs)[2] != D) {
         tg__fail(TG_ESHAPE, "%s: xs is %s but Wx is %s: want xs (N,T,D) with D = %lld", fn, shape_of(xs, s1),
                  shape_of(Wx, s2), (long long)D);
         return 1;
@@ -118,6 +123,10 @@ int tg__xs_bad(const char *fn, const tg_tensor *xs, const tg_tensor *Wx) {
         return 1;
     }
     return 0;
+}
+
+int tg__name_weights(const char *fn, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b) {
+    return tg__name_once(fn, Wx, "Wx") || tg__name_once(fn, Wh, "Wh") || tg__name_once(fn, b, "b");
 }
 
 /* ---- the carried state ----------------------------------------------------------------------- */
@@ -164,7 +173,7 @@ static tg_status find_leaf(tg__rstate *s, const char *fn, int64_t N, int *leaf) 
         for (int k = 0; ok && k < s->n; k++) {
             l.zero[k] = tg_param_new(s->dtype, 2, shape);
             l.d[k] = l.zero[k] ? tg_tensor_new(s->dtype, 2, shape) : NULL;
-            ok = l.d[k] != NULL;
+            ok = l.d[k] && !tg__name_once(fn, l.zero[k], k ? "c0" : "h0");
         }
         if (!ok) {
             for (int k = 0; k < s->n; k++) tg_tensor_free(l.zero[k]), tg_tensor_free(l.d[k]);

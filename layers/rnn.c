@@ -113,7 +113,7 @@ tg_tensor *tg_rnn_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
 /* ---- TimeRNN --------------------------------------------------------------------------------- */
 
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful) {
-    if (tg__rnn_bad_params("tg_time_rnn_new", Wx, Wh, b)) return NULL;
+    if (tg__rnn_bad_params("tg_time_rnn_new", Wx, Wh, b) || tg__name_weights("tg_time_rnn_new", Wx, Wh, b)) return NULL;
     tg_time_rnn *layer = tg__calloc(sizeof *layer);
     if (!layer) {
         tg__fail(TG_ENOMEM, "tg_time_rnn_new: out of memory for the layer");

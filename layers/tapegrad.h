@@ -27,7 +27,9 @@
  *     with the optimizers over it;
  *   - a leaf (tg_tensor_new, tg_param_new, a loaded tensor) may be an input of ops on several threads'
  *     tapes at once, as long as no thread writes it meanwhile. Writing means its data (tg_tensor_data,
- *     tg_tensor_set, the fills, tg_optim_step, tg_checkpoint_load) and, for a parameter, its gradient,
+ *     tg_tensor_set, the fills, tg_optim_step, tg_checkpoint_load), its name (tg_tensor_set_name; the
+ *     first name, which tg_params_add and the Time layers' _new give, is set atomically, so they stay
+ *     safe on shared leaves) and, for a parameter, its gradient,
  *     which tg_backward writes for every parameter it reaches (and tg_zero_grad, the clipping). So threads
  *     that train at once need parameters of their own, and one set of parameters may be evaluated by
  *     several threads at once (forward only: no tg_backward reaching it);

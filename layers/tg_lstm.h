@@ -55,8 +55,9 @@ typedef struct tg_time_lstm tg_time_lstm;
 /* An LSTM unrolled over T steps. Borrows Wx (D,4H), Wh (H,4H) and b (4H,): they must outlive the layer,
    and updates to them are seen by the next forward. stateful as TimeRNN's (tg_rnn.h): each forward keeps
    copies of its last h_T and c_T as the next one's initial state, entering it as constants; a stateless
-   layer starts every forward from set_state's state, or zeros. H is Wh's rows. NULL with TG_EINVAL (a
-   NULL argument), TG_ESHAPE (Wh not (H,4H), Wx not (D,4H), b not (4H,)), TG_EDTYPE or TG_ENOMEM. */
+   layer starts every forward from set_state's state, or zeros. H is Wh's rows. Names the weights and
+   the initial-state leaves ("h0", "c0") as tg_time_rnn_new does. NULL with TG_EINVAL (a NULL argument),
+   TG_ESHAPE (Wh not (H,4H), Wx not (D,4H), b not (4H,)), TG_EDTYPE or TG_ENOMEM. */
 tg_time_lstm *tg_time_lstm_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
 /* Frees the layer, its state and its initial-state leaves (never the borrowed weights). NULL is ignored. */
 void tg_time_lstm_free(tg_time_lstm *layer);

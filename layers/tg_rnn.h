@@ -35,8 +35,11 @@ typedef struct tg_time_rnn tg_time_rnn;
    batch size N it has run a forward with, each kept until tg_time_rnn_free: h0 is the leaf of xs's N
    (plus the state when there is one), so backward leaves dL/dh0 in its gradient, which
    tg_time_rnn_dh reads. It is not one of the model's parameters (an optimizer never sees it).
+   Wx, Wh and b that have no name yet are named by their roles, "Wx", "Wh" and "b" (tg_tensor_set_name;
+   naming a leaf the first time is safe while other threads read it), and the leaves "h0", so that the
+   tape's drawings show them by name.
    NULL with TG_EINVAL (a NULL argument), TG_ESHAPE (Wx not 2-d, Wh not (H,H), b not (H,)),
-   TG_EDTYPE (not one dtype) or TG_ENOMEM.
+   TG_EDTYPE (not one dtype) or TG_ENOMEM (which may leave some of the weights named).
    A layer belongs to one thread at a time: forward writes its state and leaves. Two threads' layers may
    borrow the same weights only to evaluate (no backward reaching them; see tapegrad.h's memory model). */
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);

@@ -2,7 +2,7 @@
 ALLOWED (core knows no op and no layer; ops know no layer), and, given the static library, its objects
 call only into those rooms, with no two files calling each other.
 
-    rooms.py SRCDIR [LIBTAPEGRAD.a]   check the tree (and the library's calls)
+    rooms.py SRCDIR [LIB.a ...]       check the tree (and the calls of libtapegrad.a, libtapegrad_mpi.a)
     rooms.py --planted SRCDIR         prove the include check fails: plant upward includes in a copy
 
 Prints "rooms: ok (...)" or one line per violation, and exits 1 on any."""
@@ -51,11 +51,11 @@ def check_includes(src):
     return bad, n
 
 
-def check_calls(lib):
-    """From nm of the static library: which object defines each symbol, and who calls it."""
+def check_calls(libs):
+    """From nm of the static libraries: which object defines each symbol, and who calls it."""
     defs, uses = {}, []
     member = None
-    out = subprocess.run(["nm", "-A", lib], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(["nm", "-A", *libs], check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         # libtapegrad.a:core_tape.c.o:0000000000000000 T tg_backward   /   ...:                 U tg__fail
         head, _, rest = line.rpartition(":")
@@ -103,7 +103,7 @@ def main(argv):
     bad, n_inc = check_includes(argv[1])
     n_calls = 0
     if len(argv) > 2:
-        more, n_calls = check_calls(argv[2])
+        more, n_calls = check_calls(argv[2:])
         bad += more
     for b in bad:
         print("rooms: " + b)

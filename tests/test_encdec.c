@@ -240,7 +240,7 @@ Test(forward_from, errors_name_the_function_and_h0) {
         EXPECT_FAIL(TG_ESTATE, "tg_time_%s_forward_from: h0 is an output of a recording that tg_tape_reset ended",
                     KIND[k]);
         cr_expect_null(from(tape, &l, h_ok, NULL, NULL, &hT, &cT));
-        EXPECT_FAIL(TG_ESHAPE, "tg_time_%s_forward_from: xs is (4,2)", KIND[k]);
+        EXPECT_FAIL(TG_ESHAPE, "tg_time_%s_forward_from: xs must be 3-d (N,T,D) with D = 3, got a 2-d (4,2)", KIND[k]);
         if (k == LSTM) {
             cr_expect_null(from(tape, &l, xs, h_ok, h_bad, &hT, &cT));
             EXPECT_FAIL(TG_ESHAPE, "tg_time_lstm_forward_from: c0 is (3,2), want (N,H) = (4,2)");

@@ -803,9 +803,14 @@ Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
     cr_expect_not(tg_gradcheck(f_softplus, &wrong, in, 3, NULL, &r));
     cr_expect(strstr(r.message, "backward of softplus (node 1) overwrites its gradient of input 0 instead of adding"),
               "%s", r.message);
-    tg_clear_error();
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
+    /* a caller's pending error is left as it was */
+    cr_expect_null(tg_tensor_new(TG_F64, -1, NULL));
+    cr_expect_not(tg_gradcheck(f_softplus, &wrong, in, 3, NULL, &r));
+    tt_expect_error(TG_EINVAL, "tg_tensor_new: ndim -1 is outside 0..8");
     cr_expect_not(tg_gradcheck_ref(f_softplus, ref_softplus, &wrong, in, 3, NULL, &r, &rn));
     cr_expect(strstr(rn.message, "backward of softplus (node 1) overwrites its gradient"), "%s", rn.message);
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
     tape = tg_tape_new();
     L = f_softplus(tape, in, &wrong);
     tg_clear_error();
@@ -816,6 +821,30 @@ Test(gradcheck, an_overwriting_backward_used_once_fails_all_three_checks) {
     cr_expect_eq(tg_gradcheck_nodes_failed_index(), 1);
     cr_expect_str_eq(tg_gradcheck_nodes_failed_op(), "softplus");
     cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
+    tg_tape_free(tape);
+    inputs_free(in, 3);
+}
+
+/* A passing per-node check prints what it compared and where it came nearest to failing, not "none". */
+Test(gradcheck, a_passing_per_node_check_prints_its_counts_and_nearest_entry) {
+    tg_tensor *in[3] = {TT_RAND(TG_F64, 0, 1, 3, 2), TT_RAND(TG_F64, 1, 2, 2, 4), TT_RAND(TG_F64, 0, 3, 3, 4)};
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *L = f_softplus(tape, in, NULL);
+    tg_gradcheck_report r;
+    cr_assert(tg_gradcheck_nodes(tape, L, NULL, &r), "%s", r.message);
+    cr_expect_eq(r.node, -1);
+    cr_expect(r.input >= 0 && r.index >= 0, "input %d index %lld", r.input, (long long)r.index);
+    cr_expect(fabs(r.analytic - r.numeric) <= 1e-5 + 1e-3 * fabs(r.numeric), "%g vs %g", r.analytic, r.numeric);
+    char *s = print_to_string(&r);
+    cr_expect(strstr(s, "PASS"), "%s", s);
+    cr_expect_null(strstr(s, "none"), "%s", s);
+    cr_expect(strstr(s, "passed: 5 nodes checked, ") && strstr(s, " values compared"), "%s", s);
+    char want[96];
+    snprintf(want, sizeof want, "  nearest to tolerance: input %d, element %lld: ", r.input, (long long)r.index);
+    cr_expect(strstr(s, want), "%s lacks %s", s, want);
+    cr_expect(strstr(s, "; nearest to tolerance: %"), "%s", s);
+    cr_expect(strstr(s, " <= tol "), "%s", s);
+    free(s);
     tg_tape_free(tape);
     inputs_free(in, 3);
 }
@@ -849,6 +878,7 @@ Test(gradcheck, the_proof_that_backwards_add_runs_in_the_first_pass_only) {
     int wrong = 1; /* and the proof still fails an overwriting backward used once */
     cr_expect_not(tg_gradcheck(f_counted, &wrong, &x, 1, NULL, &r));
     cr_expect(strstr(r.message, "backward of softplus (node 0) overwrites its gradient of input 0"), "%s", r.message);
+    cr_expect_eq(tg_last_status(), TG_OK, "a failed check is a result, not an error: %s", tg_last_error());
     tg_tensor_free(x);
 }
 

@@ -839,7 +839,7 @@ static void time_errors(kind kd) {
     cr_expect_null(layer_forward(e.tape, &l, xs_D));
     EXPECT(TG_ESHAPE, "%s_forward: xs is (4,5,2) but Wx is (3,%d): want xs (N,T,D) with D = 3", pre, 2 * kd);
     cr_expect_null(layer_forward(e.tape, &l, e.h));
-    EXPECT(TG_ESHAPE, "%s_forward: xs is (4,2) but Wx is (3,%d)", pre, 2 * kd);
+    EXPECT(TG_ESHAPE, "%s_forward: xs must be 3-d (N,T,D) with D = 3, got a 2-d (4,2)", pre);
     cr_expect_null(layer_forward(e.tape, &l, xs32));
     EXPECT(TG_EDTYPE, "%s_forward: xs is f32 but the layer's weights are f64", pre);
     cr_expect_null(layer_forward(e.tape, &l, xs_T0));
@@ -1253,3 +1253,43 @@ static void cell_alloc(kind kd) {
 }
 Test(lstm_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(LSTM); }
 Test(gru_alloc, a_failure_inside_the_cell_names_the_cell) { cell_alloc(GRU); }
+
+/* The layers name their weights by role unless named, and their initial-state leaves h0 (and c0). */
+static void names_weights_and_leaves(kind kd) {
+    err_fix e = err_make(kd);
+    cr_assert_eq(tg_tensor_set_name(e.b, "dec.b"), TG_OK);
+    layer l = layer_new(kd, e.Wx, e.Wh, e.b, 0);
+    cr_expect_str_eq(tg_tensor_name(e.Wx), "Wx");
+    cr_expect_str_eq(tg_tensor_name(e.Wh), "Wh");
+    cr_expect_str_eq(tg_tensor_name(e.b), "dec.b");
+    cr_assert(layer_forward(e.tape, &l, e.xs), "%s", tg_last_error());
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_print(e.tape, f), TG_OK);
+    fclose(f);
+    cr_expect(strstr(buf, "h0(4,2)") && strstr(buf, "Wh(2,"), "%s", buf);
+    cr_expect(kd == LSTM ? strstr(buf, "c0(4,2)") != NULL : strstr(buf, "c0(") == NULL, "%s", buf);
+    free(buf);
+    layer_free(&l);
+    err_free(&e);
+    e = err_make(kd);
+    int failures = 0;
+    for (int64_t k = 1;; k++) {
+        cr_assert_lt(k, 100);
+        tg__alloc_fail_at(k);
+        void *p = kd == LSTM ? (void *)tg_time_lstm_new(e.Wx, e.Wh, e.b, 1) : (void *)tg_time_gru_new(e.Wx, e.Wh, e.b, 1);
+        tg__alloc_fail_at(0);
+        if (p) {
+            if (kd == LSTM) tg_time_lstm_free(p);
+            else tg_time_gru_free(p);
+            break;
+        }
+        failures++;
+        tt_expect_error(TG_ENOMEM, kd == LSTM ? "tg_time_lstm_new: out of memory" : "tg_time_gru_new: out of memory");
+    }
+    cr_expect_geq(failures, 3, "the three names, then the layer");
+    err_free(&e);
+}
+Test(lstm, the_layer_names_its_weights_and_leaves) { names_weights_and_leaves(LSTM); }
+Test(gru, the_layer_names_its_weights_and_leaves) { names_weights_and_leaves(GRU); }

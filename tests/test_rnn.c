@@ -810,7 +810,7 @@ Test(rnn_errors, forward) {
     tt_expect_error(TG_ESHAPE,
                     "tg_time_rnn_forward: xs is (4,5,2) but Wx is (3,2): want xs (N,T,D) with D = 3");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs2));
-    tt_expect_error(TG_ESHAPE, "tg_time_rnn_forward: xs is (4,3) but Wx is (3,2)");
+    tt_expect_error(TG_ESHAPE, "tg_time_rnn_forward: xs must be 3-d (N,T,D) with D = 3, got a 2-d (4,3)");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs32));
     tt_expect_error(TG_EDTYPE, "tg_time_rnn_forward: xs is f32 but the layer's weights are f64");
     cr_expect_null(tg_time_rnn_forward(e.tape, layer, xs_T0));
@@ -1210,5 +1210,71 @@ Test(rnn_errors, a_non_finite_state_names_the_layer) {
     cr_expect(tg_time_rnn_forward(e.tape, layer, e.xs), "%s", tg_last_error());
     tg_time_rnn_free(layer);
     tg_tensor_free(h0);
+    err_free(&e);
+}
+
+/* ---- names in the tape's drawing ---- */
+
+/* The tour's picture: a TimeRNN's T steps share one Wh, so the DOT graph has one Wh node, named by the
+   layer, with an edge to each step's matmul; the layer's zero initial state is "h0". */
+Test(rnn, the_dot_drawing_has_one_named_Wh_with_an_edge_per_step) {
+    enum { T = 5 };
+    tg_tensor *Wx = TT_RAND(TG_F64, 1, 1, 2, 3), *Wh = TT_RAND(TG_F64, 1, 2, 3, 3), *b = TT_RAND(TG_F64, 1, 3, 3);
+    tg_tensor *xs = TT_RAND(TG_F64, 0, 4, 1, T, 2);
+    tg_time_rnn *layer = tg_time_rnn_new(Wx, Wh, b, 0);
+    tg_tape *tape = tg_tape_new();
+    cr_assert(layer && tg_time_rnn_forward(tape, layer, xs), "%s", tg_last_error());
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_write_dot(tape, f), TG_OK);
+    fclose(f);
+    /* the one node labelled Wh, and its id */
+    const char *decl = strstr(buf, "[shape=ellipse, label=\"Wh\\n(3,3)\"];");
+    cr_assert(decl, "%s", buf);
+    cr_expect_null(strstr(strstr(decl, "];"), "label=\"Wh\\n"), "a second Wh node: %s", buf);
+    const char *line = decl;
+    while (line > buf && line[-1] != '\n') line--;
+    char id[32], edge[48];
+    cr_assert_eq(sscanf(line, " %31s", id), 1);
+    snprintf(edge, sizeof edge, "  %s -> n", id);
+    int edges = 0, ellipses = 0;
+    for (const char *p = buf; (p = strstr(p, edge)); p++) edges++;
+    for (const char *p = buf; (p = strstr(p, "shape=ellipse")); p++) ellipses++;
+    cr_expect_eq(edges, T, "%s", buf);
+    cr_expect_eq(ellipses, 5, "xs, Wx, b, h0 and Wh, once each: %s", buf);
+    cr_expect(strstr(buf, "label=\"Wx\\n(2,3)\"") && strstr(buf, "label=\"b\\n(3,)\"") &&
+              strstr(buf, "label=\"h0\\n(1,3)\"") && strstr(buf, "label=\"leaf(1,5,2)\""), "%s", buf);
+    free(buf);
+    tg_tape_free(tape);
+    tg_time_rnn_free(layer);
+    tg_tensor_free(Wx), tg_tensor_free(Wh), tg_tensor_free(b), tg_tensor_free(xs);
+}
+
+/* The layer names weights that have no name, keeps a name given before, and fails cleanly naming them. */
+Test(rnn, the_layer_names_unnamed_weights_by_their_roles) {
+    err_fix e = err_make();
+    cr_assert_eq(tg_tensor_set_name(e.Wh, "enc.Wh"), TG_OK);
+    tg_time_rnn *layer = tg_time_rnn_new(e.Wx, e.Wh, e.b, 0);
+    cr_assert(layer, "%s", tg_last_error());
+    cr_expect_str_eq(tg_tensor_name(e.Wx), "Wx");
+    cr_expect_str_eq(tg_tensor_name(e.Wh), "enc.Wh");
+    cr_expect_str_eq(tg_tensor_name(e.b), "b");
+    tg_time_rnn_free(layer);
+    err_free(&e);
+    e = err_make();
+    int failures = 0;
+    for (int64_t k = 1;; k++) {
+        cr_assert_lt(k, 100);
+        tg__alloc_fail_at(k);
+        layer = tg_time_rnn_new(e.Wx, e.Wh, e.b, 1);
+        tg__alloc_fail_at(0);
+        if (layer) break;
+        failures++;
+        tt_expect_error(TG_ENOMEM, "tg_time_rnn_new: out of memory");
+    }
+    cr_expect_geq(failures, 3, "the three names, then the layer");
+    cr_expect_str_eq(tg_tensor_name(e.Wh), "Wh");
+    tg_time_rnn_free(layer);
     err_free(&e);
 }

@@ -945,3 +945,35 @@ Test(tape, indices_and_custom_ops_are_verified_before_their_backward_values_afte
     tg_tape_free(tape);
     tg_tensor_free(table), tg_tensor_free(w), tg_tensor_free(idx), tg_tensor_free(x);
 }
+
+/* Names: a leaf is drawn once, by its name where it has one, with an edge to every node that uses it. */
+Test(tape, a_leaf_used_by_several_nodes_is_one_named_node_in_the_drawing) {
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *x = TT_RAND(TG_F64, 1, 1, 2, 3), *W = TT_RAND(TG_F64, 1, 2, 3, 3);
+    cr_assert_eq(tg_tensor_set_name(W, "W \"shared\""), TG_OK);
+    tg_tensor *h = x;
+    for (int t = 0; t < 4; t++) h = tg_matmul(tape, h, W);
+    cr_assert(tg_add(tape, h, tg_mul(tape, x, x)), "%s", tg_last_error()); /* a leaf used twice by one node */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_write_dot(tape, f), TG_OK);
+    fclose(f);
+    cr_expect(strstr(buf, "  l0_1 [shape=ellipse, label=\"W \\\"shared\\\"\\n(3,3)\"];\n"), "%s", buf);
+    cr_expect(strstr(buf, "  l0_0 [shape=ellipse, label=\"param(2,3)\"];\n"), "%s", buf);
+    int ellipses = 0, w_edges = 0;
+    for (const char *p = buf; (p = strstr(p, "shape=ellipse")); p++) ellipses++;
+    for (const char *p = buf; (p = strstr(p, "l0_1 -> n")); p++) w_edges++;
+    cr_expect_eq(ellipses, 2, "%s", buf);
+    cr_expect_eq(w_edges, 4, "%s", buf);
+    cr_expect(strstr(buf, "  l0_0 -> n4;\n  l0_0 -> n4;\n"), "%s", buf);
+    free(buf);
+    f = open_memstream(&buf, &len);
+    cr_assert_eq(tg_tape_print(tape, f), TG_OK);
+    fclose(f);
+    cr_expect(strstr(buf, "%0    matmul     (param(2,3), W \"shared\"(3,3))"), "%s", buf);
+    cr_expect(strstr(buf, "%3    matmul     (%2, W \"shared\"(3,3))"), "%s", buf);
+    free(buf);
+    tg_tape_free(tape);
+    tg_tensor_free(x), tg_tensor_free(W);
+}

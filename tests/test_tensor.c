@@ -303,3 +303,39 @@ Test(rng, fill_uniform_draws_the_seed_stream) {
     for (int i = 0; i < 3; i++) cr_expect_eq(tg_tensor_get(t, i), tg_rng_uniform(&r));
     tg_tensor_free(t);
 }
+
+/* A leaf's name: set, replaced, removed, refused for op outputs; out of memory keeps the old one. */
+Test(tensor, names_of_leaves) {
+    tg_tensor *W = tg_param_new(TG_F64, 2, (int64_t[]){3, 3});
+    cr_expect_null(tg_tensor_name(W));
+    cr_expect_eq(tg_tensor_set_name(W, "Wh"), TG_OK);
+    cr_expect_str_eq(tg_tensor_name(W), "Wh");
+    char buf[8] = "enc.Wh";
+    cr_expect_eq(tg_tensor_set_name(W, buf), TG_OK);
+    buf[0] = 'X'; /* a copy was kept */
+    cr_expect_str_eq(tg_tensor_name(W), "enc.Wh");
+    tg__alloc_fail_at(1);
+    cr_expect_eq(tg_tensor_set_name(W, "dec.Wh"), TG_ENOMEM);
+    tg__alloc_fail_at(0);
+    tt_expect_error(TG_ENOMEM, "tg_tensor_set_name: out of memory for \"dec.Wh\"");
+    cr_expect_str_eq(tg_tensor_name(W), "enc.Wh");
+    tg_tensor *c = tg_tensor_clone(W);
+    cr_expect_null(tg_tensor_name(c), "a clone is a new tensor, unnamed");
+    cr_expect_eq(tg_tensor_set_name(W, NULL), TG_OK);
+    cr_expect_null(tg_tensor_name(W));
+    cr_expect_eq(tg_tensor_set_name(c, "kept until freed"), TG_OK); /* valgrind: freed with the tensor */
+
+    cr_expect_eq(tg_tensor_set_name(NULL, "x"), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_set_name: t is NULL");
+    cr_expect_null(tg_tensor_name(NULL));
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *y = tg_tanh(tape, W);
+    cr_expect_eq(tg_tensor_set_name(y, "y"), TG_EINVAL);
+    tt_expect_error(TG_EINVAL, "tg_tensor_set_name: t (3,3) is an op output; only a caller's leaf has a name");
+    cr_expect_null(tg_tensor_name(y));
+    tg_tape_reset(tape);
+    cr_expect_eq(tg_tensor_set_name(y, "y"), TG_ESTATE);
+    tt_expect_error(TG_ESTATE, "tg_tensor_set_name: t is an output of a recording that tg_tape_reset ended");
+    tg_tape_free(tape);
+    tg_tensor_free(W), tg_tensor_free(c);
+}

@@ -113,6 +113,7 @@ static int train(model *m, const char *ckpt) {
 }
 
 static model shared; /* trained once, then evaluated by every thread at once */
+static tg_tensor *unnamed[3]; /* Wx, Wh, b for the layers every thread makes at once */
 static double shared_eval;
 
 /* Forward only, without recording: reads the shared parameters and writes nothing of theirs. */
@@ -145,6 +146,11 @@ static void *worker(void *arg) {
     pthread_barrier_wait(j->barrier);
     for (int r = 0; r < 3; r++)
         if (evaluate(&shared, m.tape) != shared_eval) fail("thread %d: the shared model evaluates differently", j->id);
+    /* every thread makes a layer over one set of unnamed weights at once: naming them is one atomic write */
+    pthread_barrier_wait(j->barrier);
+    tg_time_rnn *rnn = tg_time_rnn_new(unnamed[0], unnamed[1], unnamed[2], 0);
+    if (!rnn) fail("thread %d: a layer over shared weights: %s", j->id, tg_last_error());
+    tg_time_rnn_free(rnn);
     /* and fails at the same time, each differently: its own status and message must stay its own */
     pthread_barrier_wait(j->barrier);
     tg_clear_error();
@@ -186,12 +192,20 @@ static void run(int n, uint64_t want) {
     job jobs[MAX_THREADS];
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, (unsigned)n);
+    unnamed[0] = tg_param_new(TG_F64, 2, (int64_t[]){D, H}), unnamed[1] = tg_param_new(TG_F64, 2, (int64_t[]){H, H});
+    unnamed[2] = tg_param_new(TG_F64, 1, (int64_t[]){H});
     for (int i = 0; i < n; i++) {
         jobs[i] = (job){.id = i, .barrier = &barrier};
         if (pthread_create(&th[i], NULL, worker, &jobs[i])) fail("cannot start thread %d", i);
     }
     for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&barrier);
+    static const char *const roles[3] = {"Wx", "Wh", "b"};
+    for (int i = 0; i < 3; i++) {
+        const char *got = tg_tensor_name(unnamed[i]);
+        if (!got || strcmp(got, roles[i])) fail("shared weight %d is named %s, want %s", i, got ? got : "nothing", roles[i]);
+        tg_tensor_free(unnamed[i]);
+    }
     for (int i = 0; i < n; i++)
         if (jobs[i].ok && jobs[i].hash != want) fail("thread %d: its parameters differ from the sequential run's", i);
     printf("test_threads: %d threads trained %d steps each: %s\n", n, STEPS,

@@ -1180,3 +1180,28 @@ Test(train, checkpoints_of_created_parameters_round_trip) {
     tg_time_lstm_free(la), tg_time_lstm_free(lb);
     tg_params_free(a), tg_params_free(b);
 }
+
+/* tg_params_add names an unnamed parameter (the drawings show it) and keeps a name given before. */
+Test(train, params_add_names_unnamed_parameters) {
+    tg_tensor *W = TT_RAND(TG_F64, 1, 1, 2, 2), *b = TT_RAND(TG_F64, 1, 2, 2);
+    cr_assert_eq(tg_tensor_set_name(b, "bias"), TG_OK);
+    tg_params *ps = tg_params_new();
+    cr_assert_eq(tg_params_add(ps, "enc.W", W), TG_OK);
+    cr_assert_eq(tg_params_add(ps, "enc.b", b), TG_OK);
+    cr_expect_str_eq(tg_tensor_name(W), "enc.W");
+    cr_expect_str_eq(tg_tensor_name(b), "bias");
+    tg_params_free(ps);
+    cr_expect_str_eq(tg_tensor_name(W), "enc.W", "the tensor's own copy outlives the list");
+    /* out of memory naming it: the list is unchanged and the tensor unnamed */
+    tg_tensor *V = TT_RAND(TG_F64, 1, 3, 2);
+    ps = tg_params_new();
+    cr_assert_eq(tg_params_add(ps, "first", W), TG_OK); /* the list's arrays are made: the copy, then the name */
+    tg__alloc_fail_at(2);
+    cr_expect_eq(tg_params_add(ps, "V", V), TG_ENOMEM);
+    tg__alloc_fail_at(0);
+    tt_expect_error(TG_ENOMEM, "tg_params_add: out of memory naming V");
+    cr_expect_eq(tg_params_count(ps), 1);
+    cr_expect_null(tg_tensor_name(V));
+    tg_params_free(ps);
+    tg_tensor_free(W), tg_tensor_free(b), tg_tensor_free(V);
+}

@@ -97,6 +97,7 @@ tg_status tg_params_add(tg_params *ps, const char *name, tg_tensor *param) {
     size_t len = strlen(name) + 1;
     char *copy = tg__malloc(len);
     if (!copy) return tg__fail(TG_ENOMEM, "%s: out of memory for \"%s\"", fn, name);
+    if (tg__name_once(fn, param, name)) return tg__free(copy), TG_ENOMEM; /* the drawings show the name */
     ps->names[ps->n] = memcpy(copy, name, len);
     ps->owned[ps->n] = 0;
     ps->ts[ps->n++] = param;

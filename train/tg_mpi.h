@@ -23,8 +23,9 @@
  * allocates nothing. Every rank must call with the same list (names, shapes and dtypes in the same
  * order); MPI cannot check that, and a mismatch is undefined.
  *
- * An outside program including this header builds with mpicc (or adds pkg-config's ompi-c to tapegrad's
- * flags), and runs under mpirun.
+ * It is a library of its own, libtapegrad_mpi, so that libtapegrad needs no MPI: an outside program
+ * including this header builds with `cc app.c $(pkg-config --cflags --libs tapegrad-mpi)` (which brings
+ * tapegrad's and OpenMPI's flags), and runs under mpirun.
  *
  * Errors: TG_EINVAL for a NULL params; TG_EIO when an MPI call fails, with MPI's error string. MPI's
  * default error handler (MPI_ERRORS_ARE_FATAL) aborts the job before a call returns: set

@@ -49,7 +49,9 @@ void tg_params_free(tg_params *params);
    in ".adam_m", ".adam_v" or ".sgd_momentum" (checkpoints keep optimizer state under those); a tensor
    that is not a tg_param_new leaf (an input, an op output); a tensor the list holds under another name
    (it would be stepped twice). TG_ESTATE while an optimizer uses the list (its state is sized when it
-   is made), or for an output of an ended recording. TG_ENOMEM. The list is unchanged on failure. */
+   is made), or for an output of an ended recording. TG_ENOMEM. The list is unchanged on failure.
+   A param with no name yet gets this one (tg_tensor_set_name), which the tape's drawings show; naming
+   a leaf the first time is safe while other threads read it. */
 tg_status tg_params_add(tg_params *params, const char *name, tg_tensor *param);
 /* A new zero-filled parameter (tg_param_new's dtype and shape rules) appended under a copy of name and
    owned by the list: tg_params_free frees it, so a model's weights are made in one call each and freed

@@ -1,5 +1,8 @@
-/* An outside program: the worked example of tapegrad.h, built against the installed library with
-   pkg-config by tests/install_check.sh. */
+/* An outside program: the worked example of tapegrad.h, built against the installed library by
+   tests/install_check.sh with the README's line, `cc app.c $(pkg-config --cflags --libs tapegrad)`. It
+   calls libm itself (sqrt of a value known only at run time, which the compiler cannot fold), as most
+   programs using tapegrad do: the line must link that too. */
+#include <math.h>
 #include <stdio.h>
 #include <tapegrad.h>
 
@@ -19,8 +22,9 @@ int main(void) {
         fprintf(stderr, "%s\n", tg_last_error());
         return 1;
     }
-    double *dW = tg_tensor_grad(W);
-    printf("L = %.6f, dL/dW[0] = %.6f\n", tg_tensor_get(L, 0), dW[0]);
+    double *dW = tg_tensor_grad(W), norm2 = 0;
+    for (int i = 0; i < 6; i++) norm2 += dW[i] * dW[i];
+    printf("L = %.6f, dL/dW[0] = %.6f, |dL/dW| = %.6f\n", tg_tensor_get(L, 0), dW[0], sqrt(norm2));
     tg_tape_free(tape);
     tg_tensor_free(x), tg_tensor_free(W), tg_tensor_free(b);
     return api_contract_used() == 3 ? 0 : 1;

@@ -1,5 +1,5 @@
-/* The MPI issue's contract, redeclared exactly as written there; compiled by the install check with
-   mpicc when tapegrad was built with MPI. */
+/* The MPI issue's contract, redeclared exactly as written there; linked into mpi_app by the install check
+   when tapegrad was built with MPI. */
 #include <tg_mpi.h>
 
 tg_status tg_mpi_broadcast_params(tg_params *params, int root, MPI_Comm comm);
