@@ -27,10 +27,10 @@ int tg__same_shape(const tg_tensor *t, int ndim, const int64_t *shape);
    the GRU. Returns 0 when they are fine; else 1 with the thread's error set and fn first in the message:
    TG_EINVAL for a NULL, TG_ESHAPE naming the tensor, its shape and the one wanted ("tg_lstm_cell: Wx is
    (3,6) but Wh is (2,8): want Wx (D,4H) with H = 2"), TG_EDTYPE. */
+int tg__gated_bad_params(const char *fn, int G, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b);
 /* Names the borrowed weights of a Time layer by their roles, "Wx", "Wh" and "b", where they have no name
    yet (tg__name_once), for the tape's drawings. 1 (TG_ENOMEM) or 0; a failure may leave some named. */
 int tg__name_weights(const char *fn, tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b);
-int tg__gated_bad_params(const char *fn, int G, const tg_tensor *Wx, const tg_tensor *Wh, const tg_tensor *b);
 
 /* A cell's inputs against its weights: x (N,D) with D = Wx's rows, then each of the n states st[k]
    (named names[k]) (N,H), all of Wx's dtype. Wx and Wh have passed tg__gated_bad_params. 0 or 1 as it. */

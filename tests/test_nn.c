@@ -10,16 +10,6 @@ static tg_tensor *i64_from(int ndim, const int64_t *shape, const int64_t *v) {
     return t;
 }
 
-static char *tape_text(const tg_tape *tape) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    cr_assert(f);
-    tg_tape_print(tape, f);
-    fclose(f);
-    return buf;
-}
-
 /* ---- linear ---- */
 
 Test(nn, linear_is_one_node_equal_to_matmul_plus_bias) {
@@ -33,7 +23,7 @@ Test(nn, linear_is_one_node_equal_to_matmul_plus_bias) {
     tg_tensor *ref = tg_add(tape, tg_matmul(tape, tg_reshape(tape, x, 2, TT_SHAPE(6, 4)), W), b);
     for (int64_t i = 0; i < 30; i++) cr_expect(fabs(tg_tensor_get(y, i) - tg_tensor_get(ref, i)) < 1e-14);
     /* x and W are saved, b is not: writing b before backward is no error, writing x is */
-    char *text = tape_text(tape);
+    char *text = tt_tape_text(tape, 0);
     cr_expect(strstr(text, "linear     (param(2,3,4), param(4,5), param(5,)) -> (2,3,5)  saved: (2,3,4) (4,5)\n"),
               "%s", text);
     free(text);
@@ -60,7 +50,7 @@ Test(nn, embedding_gathers_rows_and_sums_repeats) {
     cr_expect(tg_tensor_ndim(y) == 3 && tg_tensor_shape(y)[2] == 2);
     double want[6] = {2, 3, 6, 7, 2, 3};
     for (int i = 0; i < 6; i++) cr_expect_eq(tg_tensor_get(y, i), want[i]);
-    char *text = tape_text(tape);
+    char *text = tt_tape_text(tape, 0);
     cr_expect(strstr(text, "embedding  (param(4,2), leaf(1,3)) -> (1,3,2)  saved: (1,3)\n"), "%s", text);
     free(text);
     cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_OK, "%s", tg_last_error());
@@ -225,7 +215,7 @@ Test(nn, dropout_backward_uses_the_forward_mask) {
     tg_rng_seed(&rng, 3);
     tg_tensor *y = tg_dropout(tape, x, 0.25, &rng);
     cr_assert(y, "%s", tg_last_error());
-    char *text = tape_text(tape);
+    char *text = tt_tape_text(tape, 0);
     cr_expect(strstr(text, "dropout    (param(4096,)) -> (4096,)  p=0.25\n"), "%s", text); /* nothing saved */
     free(text);
     cr_expect_eq(tg_backward(tape, tg_sum(tape, y), NULL), TG_OK, "%s", tg_last_error());
@@ -258,7 +248,7 @@ Test(nn, dropout_with_p_0_or_without_rng_is_x) {
     cr_expect(!memcmp(tg_tensor_data(a), tg_tensor_data(x), 15 * sizeof(double)));
     cr_expect(!memcmp(tg_tensor_data(b), tg_tensor_data(x), 15 * sizeof(double)));
     cr_expect(tg_tensor_data(b) != tg_tensor_data(x), "a copy");
-    char *text = tape_text(tape);
+    char *text = tt_tape_text(tape, 0);
     cr_expect(strstr(text, "%1    dropout    (param(3,5)) -> (3,5)  p=0\n"), "evaluation records p = 0: %s", text);
     free(text);
     cr_expect_eq(tg_backward(tape, tg_sum(tape, tg_add(tape, a, b)), NULL), TG_OK, "%s", tg_last_error());
@@ -370,7 +360,7 @@ Test(nn, print_names_the_args) {
     tg_rng_seed(&rng, 1);
     cr_assert(tg_softmax(tape, x, -1) && tg_log_softmax(tape, x, 0) && tg_cross_entropy(tape, x, t, -7) &&
               tg_dropout(tape, x, 0.4, &rng), "%s", tg_last_error());
-    char *text = tape_text(tape);
+    char *text = tt_tape_text(tape, 0);
     cr_expect(strstr(text, "%0    softmax    (param(2,3)) -> (2,3)  axis=1  saved: (2,3)\n"), "%s", text);
     cr_expect(strstr(text, "%1    log_softmax (param(2,3)) -> (2,3)  axis=0  saved: (2,3)\n"), "%s", text);
     cr_expect(strstr(text, "%2    cross_entropy (param(2,3), leaf(2,)) -> ()  ignore_index=-7  saved: (2,3) (2,)\n"),

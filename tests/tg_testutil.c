@@ -58,6 +58,17 @@ tg_status tt_same_shape(tg_tensor *const *in, int n, void *user, int *ndim, int6
     return TG_OK;
 }
 
+char *tt_tape_text(const tg_tape *tape, int dot) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert(f);
+    tg_status st = dot ? tg_tape_write_dot(tape, f) : tg_tape_print(tape, f);
+    fclose(f);
+    cr_assert_eq(st, TG_OK, "%s", tg_last_error());
+    return buf;
+}
+
 unsigned char *tt_read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     cr_assert(f, "fopen %s: %s", path, strerror(errno));

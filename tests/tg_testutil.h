@@ -26,6 +26,9 @@ const char *tt_in_dir(const char *name);
 /* A whole file, malloc'ed (the caller frees it), its size in *n; writes n bytes to path. */
 unsigned char *tt_read_file(const char *path, size_t *n);
 void tt_write_file(const char *path, const void *p, size_t n);
+/* The tape as tg_tape_print (dot 0) or tg_tape_write_dot (dot 1) writes it, malloc'ed (the caller frees
+   it); the test fails when the writer does. */
+char *tt_tape_text(const tg_tape *tape, int dot);
 /* Entries of the scratch directory whose name says they are a save's temporary file. */
 int tt_temp_files(void);
 
