@@ -60,7 +60,7 @@ static int rerun(node_run *r, tg_tensor *y) {
     tg__kept *kept = y == r->y ? &r->kept_y : &r->kept_tmp;
     if (tg__forward(r->tape, op, r->x, r->fake.n_in, &r->fake.args, y, kept) != TG_OK)
         return node_fail(r, "its forward failed when rerun: %s", tg_last_error());
-    if (y == r->y && (op->flags & TG__OPAQUE)) { /* the backward reads this rerun's kept tensors */
+    if (y == r->y && (op->flags & TG__KEEPS)) { /* the backward reads this rerun's kept tensors */
         int n = r->fake.n_in;
         memcpy(r->saved, r->x, (size_t)n * sizeof *r->saved);
         r->saved[n] = y;

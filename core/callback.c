@@ -60,7 +60,7 @@ static void leave(callback *c) {
 
 tg_status tg__forward(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args,
                       tg_tensor *out, tg__kept *kept) {
-    if (!(op->flags & TG__OPAQUE)) return op->forward(in, n, args, out);
+    if (!(op->flags & TG__KEEPS)) return op->forward(in, n, args, out);
     kept->n = 0;
     callback c = {.out = out, .name = args->def ? args->def->name : op->name, .tape = tape, .keep = kept};
     enter(&c);

@@ -240,17 +240,17 @@ static TG__INLINE tg_tensor *apply(tg_tape *tape, const tg__op *op, tg_tensor *c
     while (v < n - 1 && v < 32 && ((op->index_inputs >> v) & 1u)) v++;
     tg_dtype dtype = (op->flags & TG__INDEX_OUT) ? TG_I64 : in[v]->dtype;
     tg_tensor *out = new_out(fn, tape, dtype, ndim, shape, (op->flags & TG__ZERO_OUT) != 0);
-    /* a custom op's forward runs with tg_custom_keep and tg_custom_scratch answering */
+    /* a custom op's forward (or a built-in's that keeps) runs with tg_custom_keep and tg_custom_scratch answering */
     tg__kept kept;
     kept.leaves = 0;
-    int opaque = (op->flags & TG__OPAQUE) != 0;
-    if (!out || (opaque ? tg__forward(tape, op, in, n, &args, out, &kept) : op->forward(in, n, &args, out)))
+    int keeps = (op->flags & TG__KEEPS) != 0;
+    if (!out || (keeps ? tg__forward(tape, op, in, n, &args, out, &kept) : op->forward(in, n, &args, out)))
         return NULL;
     if ((tape->checks & TG_CHECK_NONFINITE) && tg__nonfinite(out, out->data))
         return fail_nonfinite(fn, tape, names, in, n), NULL;
     /* A function of constants is a constant, and with gradients off everything is: nothing to record. */
     if (!needs || !tape->grad_enabled || (op->flags & TG__CONSTANT)) return out;
-    return record(fn, tape, op, out, in, n, &args, opaque ? &kept : NULL);
+    return record(fn, tape, op, out, in, n, &args, keeps ? &kept : NULL);
 }
 
 /* Most ops take one or two inputs: with the count a constant, the loops over inputs unroll. */

@@ -64,6 +64,10 @@ typedef enum { TG__SAVE_NONE, TG__SAVE_INPUTS, TG__SAVE_OUTPUT, TG__SAVE_ALL } t
 #define TG__OPAQUE 8u
 /* The output holds TG_I64 indices (argmax, sample), not the inputs' dtype; such an op is TG__CONSTANT too. */
 #define TG__INDEX_OUT 16u
+/* Forward keeps tensors for its backward through tg_custom_keep (a custom op's, or a built-in's that keeps
+   what backward would otherwise recompute: cross-entropy's row max and log-sum). Such an op saves all
+   (TG__SAVE_ALL): kept tensor j is node->saved[n_in + 1 + j]. */
+#define TG__KEEPS 32u
 
 /* A built-in op's table entry: all the engine knows of an op. A public op function checks what only
    it can (its scalar arguments), then hands its inputs and arguments to tg__apply, which runs
@@ -187,7 +191,7 @@ typedef struct {
     int leaves; /* 1: malloc'd leaves this set owns (tg__kept_free), reused by the next forward while their
                    shapes fit (tg_gradcheck_nodes' reruns); 0: outputs of the tape's recording */
 } tg__kept;
-/* Runs op's forward into out; a custom op's with tg_custom_keep filling *kept (emptied first) and
+/* Runs op's forward into out; a TG__KEEPS op's with tg_custom_keep filling *kept (emptied first) and
    tg_custom_scratch taking from tape. */
 tg_status tg__forward(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args,
                       tg_tensor *out, tg__kept *kept);
@@ -197,8 +201,10 @@ typedef tg_status (*tg__backward_fn)(const tg__node *, const tg_tensor *, void *
 tg_status tg__custom_backward(tg_tape *tape, const tg__node *node, tg__backward_fn backward, const tg_tensor *gout,
                               void *const *grads);
 void tg__kept_free(tg__kept *kept);
-/* How many tensors a node's forward kept: only a custom op's keeps any. */
-static inline int tg__n_kept(const tg__node *node) { return node->args.def ? node->n_saved - node->n_in - 1 : 0; }
+/* How many tensors a node's forward kept (TG__KEEPS ops only). */
+static inline int tg__n_kept(const tg__node *node) {
+    return (node->op->flags & TG__KEEPS) ? node->n_saved - node->n_in - 1 : 0;
+}
 /* Input i's name in messages: names[i] (a built-in op's, or a custom op's input_names), else "input i"
    written into buf. */
 const char *tg__input_name(const char *const *names, int i, char *buf, size_t size);

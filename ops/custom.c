@@ -39,7 +39,7 @@ static tg_status custom_backward(const tg__node *node, const tg_tensor *gout, vo
 }
 
 const tg__op tg__op_custom = {.name = "custom", .fn = "tg_custom", .save = TG__SAVE_ALL,
-                              .flags = TG__ZERO_OUT | TG__OPAQUE, .shape = custom_shape, .forward = custom_forward,
+                              .flags = TG__ZERO_OUT | TG__OPAQUE | TG__KEEPS, .shape = custom_shape, .forward = custom_forward,
                               .backward = custom_backward};
 
 tg_tensor *tg_custom(tg_tape *tape, const tg_op_def *op, tg_tensor *const *inputs, int n_inputs, void *user) {

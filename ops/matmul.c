@@ -39,11 +39,23 @@ double tg__gemm_one_thread_below_now(void) {
    (a gradient check's tiny matrices, run thousands of times). */
 #define GEMM_TINY 512
 
+static _Thread_local struct {
+    tg__gemm_call *calls;
+    int cap, *n;
+} gemm_log;
+
+void tg__gemm_log(tg__gemm_call *calls, int cap, int *n) {
+    gemm_log.calls = calls, gemm_log.cap = cap, gemm_log.n = n;
+    if (n) *n = 0;
+}
+
 /* C = op(A) op(B) + beta C, row-major, in either dtype. BLAS wants leading dims >= 1 even for empty
    matrices. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (m == 0 || n == 0) return;
+    if (gemm_log.n && (*gemm_log.n)++ < gemm_log.cap)
+        gemm_log.calls[*gemm_log.n - 1] = (tg__gemm_call){dt, ta, tb, m, n, k, lda, ldb, ldc, beta};
     if (m * n * k <= GEMM_TINY) {
         /* A(i,l) = A[i sai + l sal], B(l,j) = B[l sbl + j sbj]: the strides fixed before the loops */
         int64_t sai = ta ? 1 : lda, sal = ta ? lda : 1, sbl = tb ? 1 : ldb, sbj = tb ? ldb : 1;

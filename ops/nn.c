@@ -89,18 +89,19 @@ static tg_status axis_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
             }                                                                                      \
     } while (0)
 
-/* e[j] = e^(px[j] - m) for j < n, in x's dtype, through SLEEF's vector exp (vmath.h): with libm's scalar
-   exp, softmax's and cross-entropy's sums were most of their time (rnnlm: a quarter of a step). Rows go
-   CHUNK elements at a time through a buffer on the stack. */
+/* e[j] = e^((x_j - m) - l), x_j = px[j * stride], for j < n, in x's dtype, through SLEEF's vector exp
+   (vmath.h): with libm's scalar exp, softmax's and cross-entropy's sums were most of their time (rnnlm: a
+   quarter of a step). x - m is taken first, in double, so that logits of +-1e4 lose nothing. Rows go CHUNK
+   elements at a time through a buffer on the stack; a strided axis is gathered into it. */
 #define CHUNK 256
-#define VEXPS(px, n, m, e)                                                                         \
+#define VEXPS_AT(px, stride, n, m, l, e)                                                           \
     do {                                                                                           \
-        for (int64_t j_ = 0; j_ < (n); j_++) (e)[j_] = (T)((px)[j_] - (m));                        \
+        for (int64_t j_ = 0; j_ < (n); j_++) (e)[j_] = (T)(((double)(px)[j_ * (stride)] - (m)) - (l)); \
         tg__vmath(TG__VEXP, sizeof(T) == sizeof(double), (e), (e), (n));                           \
     } while (0)
 
-/* The max is subtracted before exp, so no exp overflows; the sum is in double even for f32. Along the last
-   axis (inner 1, the usual case) the exps are vector ones, in x's dtype, and softmax's land in y first. */
+/* The max is subtracted before exp, so no exp overflows; the sum is in double even for f32. Any axis,
+   strided (inner > 1) or not, goes through the vector exps; softmax's land in y, then divide by the sum. */
 static tg_status softmax_forward_(int log_, tg_tensor *const *in, const tg__args *args, tg_tensor *out) {
     const tg_tensor *x = in[0];
     TG__DISPATCH(x->dtype, {
@@ -110,27 +111,22 @@ static tg_status softmax_forward_(int log_, tg_tensor *const *in, const tg__args
             T *py = (T *)out->data + base;
             double m = px[0], s = 0;
             for (int64_t j = 1; j < len; j++) m = px[j * inner] > m ? px[j * inner] : m;
-            if (inner == 1) {
-                for (int64_t c = 0; c < len; c += CHUNK) {
-                    const int64_t n = len - c < CHUNK ? len - c : CHUNK;
-                    T *q = log_ ? e : py + c;
-                    VEXPS(px + c, n, m, q);
-                    for (int64_t j = 0; j < n; j++) s += q[j];
-                }
-                const double ls = log(s);
-                for (int64_t j = 0; j < len; j++) py[j] = (T)(log_ ? px[j] - m - ls : py[j] / s);
-            } else {
-                for (int64_t j = 0; j < len; j++) s += exp(px[j * inner] - m);
-                const double ls = log(s);
-                for (int64_t j = 0; j < len; j++)
-                    py[j * inner] = (T)(log_ ? px[j * inner] - m - ls : exp(px[j * inner] - m) / s);
+            for (int64_t c = 0; c < len; c += CHUNK) {
+                const int64_t n = len - c < CHUNK ? len - c : CHUNK;
+                VEXPS_AT(px + c * inner, inner, n, m, 0.0, e);
+                for (int64_t j = 0; j < n; j++) s += e[j];
+                if (!log_)
+                    for (int64_t j = 0; j < n; j++) py[(c + j) * inner] = e[j];
             }
+            const double ls = log(s);
+            for (int64_t j = 0; j < len; j++)
+                py[j * inner] = (T)(log_ ? px[j * inner] - m - ls : py[j * inner] / s);
         });
     });
     return TG_OK;
 }
 
-/* softmax: dx += y (dy - sum(dy y)); log_softmax: dx += dy - e^y sum(dy). */
+/* softmax: dx += y (dy - sum(dy y)); log_softmax: dx += dy - e^y sum(dy), e^y by vector exps. */
 static tg_status softmax_backward_(int log_, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *y = node->out;
     TG__DISPATCH(y->dtype, {
@@ -140,16 +136,16 @@ static tg_status softmax_backward_(int log_, const tg__node *node, const tg_tens
             T *pgx = (T *)grads[0] + base;
             double s = 0;
             for (int64_t j = 0; j < len; j++) s += log_ ? pg[j * inner] : pg[j * inner] * py[j * inner];
-            if (log_ && inner == 1) /* e^y by vector exps, as forward's */
+            if (log_)
                 for (int64_t c = 0; c < len; c += CHUNK) {
                     const int64_t n = len - c < CHUNK ? len - c : CHUNK;
-                    VEXPS(py + c, n, 0.0, e);
-                    for (int64_t j = 0; j < n; j++) pgx[c + j] += (T)(pg[c + j] - e[j] * s);
+                    VEXPS_AT(py + c * inner, inner, n, 0.0, 0.0, e);
+                    for (int64_t j = 0; j < n; j++) pgx[(c + j) * inner] += (T)(pg[(c + j) * inner] - e[j] * s);
                 }
             else
                 for (int64_t j = 0; j < len; j++) {
                     const double g = pg[j * inner], yj = py[j * inner];
-                    pgx[j * inner] += (T)(log_ ? g - exp(yj) * s : yj * (g - s));
+                    pgx[j * inner] += (T)(yj * (g - s));
                 }
         });
     });
@@ -211,31 +207,31 @@ static tg_status ce_shape(const char *fn, tg_tensor *const *in, int n, tg__args 
     return TG_OK;
 }
 
-/* Row r's max and sum of e^(x - max), summed in double, chunk by chunk through e (CHUNK of T): what
-   forward and backward share. */
-#define CE_ROW(px, V, m, s, e)                                                                     \
-    do {                                                                                           \
-        m = px[0], s = 0;                                                                          \
-        for (int64_t j_ = 1; j_ < (V); j_++) m = px[j_] > m ? px[j_] : m;                          \
-        for (int64_t c_ = 0; c_ < (V); c_ += CHUNK) {                                              \
-            const int64_t n_ = (V) - c_ < CHUNK ? (V) - c_ : CHUNK;                                \
-            VEXPS(px + c_, n_, m, e);                                                              \
-            for (int64_t k_ = 0; k_ < n_; k_++) s += e[k_];                                        \
-        }                                                                                          \
-    } while (0)
-
-/* -log_softmax[target] = (max - x_target) + log sum e^(x - max): exact for logits of +-1e4. */
+/* -log_softmax[target] = (max - x_target) + log sum e^(x - max): exact for logits of +-1e4. Each row's max
+   and log-sum are kept, (..., 2), for the backward: the one pass over the logits each way is an exp. */
 static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
     (void)n;
     const tg_tensor *logits = in[0], *targets = in[1];
     const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = args->i[1];
+    int64_t kshape[TG_MAX_DIMS];
+    memcpy(kshape, targets->shape, (size_t)targets->ndim * sizeof *kshape);
+    kshape[targets->ndim] = 2;
+    tg_tensor *kept = tg_custom_keep(out, targets->ndim + 1, kshape);
+    if (!kept) return tg_last_status();
     TG__DISPATCH(logits->dtype, {
-        double loss = 0, m, s;
-        T e[CHUNK];
+        double loss = 0;
+        T e[CHUNK], *pk = kept->data;
         for (int64_t r = 0; r < targets->numel; r++) {
             if (t[r] == args->i[0]) continue;
             const T *px = (const T *)logits->data + r * V;
-            CE_ROW(px, V, m, s, e);
+            double m = px[0], s = 0;
+            for (int64_t j = 1; j < V; j++) m = px[j] > m ? px[j] : m;
+            for (int64_t c = 0; c < V; c += CHUNK) {
+                const int64_t k = V - c < CHUNK ? V - c : CHUNK;
+                VEXPS_AT(px + c, 1, k, m, 0.0, e);
+                for (int64_t j = 0; j < k; j++) s += e[j];
+            }
+            pk[2 * r] = (T)m, pk[2 * r + 1] = (T)log(s);
             loss += (m - px[t[r]]) + log(s);
         }
         *(T *)out->data = (T)(count ? loss / (double)count : 0.0);
@@ -243,24 +239,24 @@ static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, t
     return TG_OK;
 }
 
-/* dlogits += dy (softmax - onehot) / count, the softmax recomputed from the saved logits. */
+/* dlogits += dy (softmax - onehot) / count, softmax = e^((x - max) - log-sum) from the kept pair. */
 static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    const tg_tensor *logits = node->in[0], *targets = node->in[1];
+    const tg_tensor *logits = node->in[0], *targets = node->in[1], *kept = node->saved[node->n_in + 1];
     const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = node->args.i[1];
     if (!grads[0] || !count) return TG_OK;
     TG__DISPATCH(logits->dtype, {
         const double c = *(const T *)gout->data / (double)count;
-        double m, s;
+        const T *pk = kept->data;
         T *gx = grads[0], e[CHUNK];
         for (int64_t r = 0; r < targets->numel; r++) {
             if (t[r] == node->args.i[0]) continue;
             const T *px = (const T *)logits->data + r * V;
-            CE_ROW(px, V, m, s, e);
-            for (int64_t j0 = 0; j0 < V; j0 += CHUNK) { /* the softmax again, chunk by chunk */
-                const int64_t n = V - j0 < CHUNK ? V - j0 : CHUNK;
-                VEXPS(px + j0, n, m, e);
-                for (int64_t j = 0; j < n; j++) gx[r * V + j0 + j] += (T)(c * (e[j] / s - (j0 + j == t[r])));
+            for (int64_t j0 = 0; j0 < V; j0 += CHUNK) {
+                const int64_t k = V - j0 < CHUNK ? V - j0 : CHUNK;
+                VEXPS_AT(px + j0, 1, k, pk[2 * r], pk[2 * r + 1], e);
+                for (int64_t j = 0; j < k; j++) gx[r * V + j0 + j] += (T)(c * e[j]);
             }
+            gx[r * V + t[r]] -= (T)c;
         }
     });
     return TG_OK;
@@ -268,7 +264,8 @@ static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *
 
 static const char *const names_ce[] = {"logits", "targets"};
 const tg__op tg__op_cross_entropy = {.name = "cross_entropy", .fn = "tg_cross_entropy", .names = names_ce,
-                                     .index_inputs = 1u << 1, .save = TG__SAVE_INPUTS, .iarg = {"ignore_index"},
+                                     .index_inputs = 1u << 1, .save = TG__SAVE_ALL, .flags = TG__KEEPS,
+                                     .iarg = {"ignore_index"},
                                      .shape = ce_shape, .forward = ce_forward, .backward = ce_backward};
 
 tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *targets, int64_t ignore_index) {

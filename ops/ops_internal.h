@@ -22,6 +22,15 @@ int64_t tg__prod(const int64_t *d, int from, int to);
 /* C = op(A) op(B) + beta C, row-major (ops/matmul.c); ta, tb transpose A, B. */
 void tg__gemm(tg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
               const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+/* bench/: the GEMMs this thread runs are appended to calls (up to cap, counting all in *n) until
+   tg__gemm_log(NULL, 0, NULL), so that the same calls can be timed alone, through tg__gemm: a step's bound. */
+typedef struct {
+    tg_dtype dt;
+    int ta, tb;
+    int64_t m, n, k, lda, ldb, ldc;
+    double beta;
+} tg__gemm_call;
+void tg__gemm_log(tg__gemm_call *calls, int cap, int *n);
 /* The multiply-adds below which tg__gemm runs a GEMM on one OpenBLAS thread, for the kernel OpenBLAS chose
    (openblas_get_corename) and whether the user set a thread count: 0 leaves OpenBLAS's own split. */
 double tg__gemm_one_thread_below(const char *core, int user_chose);
