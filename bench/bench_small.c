@@ -13,8 +13,9 @@
  * times are medians. Also the time of the step's parts that are not GEMMs, measured apart: the optimizer
  * step alone and the per-op overhead (bench_rnn's).
  *
- * Usage: bench_small [--quick] [--reps n]
+ * Usage: bench_small [--quick] [--reps n] [--only rnnlm|attention]
  *   --quick   two repetitions of each (a meson test, so that this file cannot rot; timings meaningless)
+ *   --only    one of the two steps (for a profiler)
  * Output: a table, then JSON lines (starting with '{').
  */
 #include <math.h>
@@ -26,7 +27,7 @@
 #include "tapegrad.h"
 #include "ops_internal.h"
 
-#define MAX_REPS 400
+#define MAX_REPS 5000
 #define MAX_CALLS 4096
 
 static double now_ms(void) {
@@ -192,26 +193,34 @@ static result bench(model *m, int reps) {
 
 int main(int argc, char **argv) {
     int quick = 0, reps = 200;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "rnnlm") || !strcmp(argv[i + 1], "attention")))
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps n]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--reps n] [--only rnnlm|attention]\n", argv[0]);
             return 2;
         }
     }
     if (quick) reps = 2;
     if (reps > MAX_REPS) reps = MAX_REPS;
     openblas_set_num_threads(1);
-    model ms[2] = {model_new("rnnlm", 0, 10, 0, 5, 340, 100, 100), model_new("attention", 1, 128, 29, 10, 59, 16, 256)};
+    model ms[2] = {{.name = "rnnlm"}, {.name = "attention"}};
+    for (int i = 0; i < 2; i++)
+        if (!only || !strcmp(only, ms[i].name))
+            ms[i] = i ? model_new("attention", 1, 128, 29, 10, 59, 16, 256) : model_new("rnnlm", 0, 10, 0, 5, 340, 100, 100);
     printf("# bench_small: f32 training steps of the book-sized models, 1 OpenBLAS thread, medians of %d%s\n", reps,
            quick ? " (--quick: timings meaningless)" : "");
     printf("# bound: the step's own GEMMs (logged from one step) replayed alone through tg__gemm\n");
     printf("%-10s %5s %4s %4s %4s | %6s | %9s %9s %7s | %9s %10s\n", "model", "V", "B", "T", "H", "gemms", "step_ms",
            "bound_ms", "step/bd", "optim_ms", "tokens/s");
-    result rs[2];
+    result rs[2] = {{0}};
     for (int i = 0; i < 2; i++) {
         model *m = &ms[i];
+        if (only && strcmp(only, m->name)) continue;
         rs[i] = bench(m, reps);
         printf("%-10s %5lld %4lld %4lld %4lld | %6d | %9.4f %9.4f %7.2f | %9.4f %10.0f\n", m->name, (long long)m->V,
                (long long)m->B, (long long)m->T, (long long)m->H, rs[i].gemms, rs[i].ms, rs[i].bound_ms, rs[i].ratio,
@@ -220,9 +229,11 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     for (int i = 0; i < 2; i++)
-        printf("{\"bench\": \"tapegrad\", \"what\": \"small_step\", \"model\": \"%s\", \"ms\": %.5f, \"bound_ms\": %.5f, "
+        if (!only || !strcmp(only, ms[i].name))
+            printf("{\"bench\": \"tapegrad\", \"what\": \"small_step\", \"model\": \"%s\", \"ms\": %.5f, \"bound_ms\": %.5f, "
                "\"ratio\": %.4f, \"optim_ms\": %.5f, \"gemms\": %d}\n", ms[i].name, rs[i].ms, rs[i].bound_ms,
                rs[i].ratio, rs[i].optim_ms, rs[i].gemms);
-    for (int i = 0; i < 2; i++) model_free(&ms[i]);
+    for (int i = 0; i < 2; i++)
+        if (ms[i].ps) model_free(&ms[i]);
     return 0;
 }

@@ -181,6 +181,16 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
         }                                                                                          \
     } while (0)
 
+/* An element-wise loop worth wider vectors: a copy for AVX-512 and one for AVX2 beside the baseline
+   x86-64 one, picked when the library loads (target_clones, through glibc's ifunc). The baseline build
+   stays what runs on any x86-64. -ffp-contract=off (meson.build; c11's default, gnu11's is to fuse) keeps
+   the AVX-512 copy from fusing a multiply and an add, so that every copy gives the baseline's bits. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+#define TG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG__CLONES
+#endif
+
 /* Custom ops' callbacks (core/callback.c): what tg_custom_keep, tg_custom_kept and tg_custom_scratch
    answer while one runs. A custom op's node saves its inputs, its output, then the tensors its forward
    kept: node->saved[n_in + 1 + j] is kept tensor j. */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <sleef.h>
 #include <stdatomic.h>
+#include "tg_internal.h"
 #include "vmath.h"
 
 static atomic_int isa_in_force = -1;
@@ -89,7 +90,7 @@ static void vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
         }                                                                                          \
     } while (0)
 
-void tg__vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
+TG__CLONES void tg__vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n) {
     if (f != TG__VSIGMOID) vmath(f, f64, x, y, n);
     else if (f64) SIGMOID(double);
     else SIGMOID(float);

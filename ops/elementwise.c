@@ -100,7 +100,7 @@ static tg_status bcast_shape(const char *fn, tg_tensor *const *in, int n, tg__ar
    outside the loops, so each op's inner loop is its own. */
 enum { ADD, SUB, MUL, DIV };
 
-static inline tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
+TG__CLONES static tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor *y) {
     const tg_tensor *a = in[0], *b = in[1];
     bcast bc;
     int flat = a->numel == y->numel && b->numel == y->numel;
@@ -120,7 +120,7 @@ static inline tg_status binary_forward(int kind, tg_tensor *const *in, tg_tensor
 /* d(a/b) = da / b - a db / b^2 = (da - y db) / b, with y = a / b the saved output. A fresh gradient of an
    operand as large as the output is assigned (each of its elements meets one output element); a
    broadcast one sums several, so it is zeroed first. */
-static inline tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
+TG__CLONES static tg_status binary_backward(int kind, const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *a = node->in[0], *b = node->in[1];
     bcast bc;
     int flat = a->numel == gout->numel && b->numel == gout->numel;

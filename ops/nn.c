@@ -89,6 +89,38 @@ static tg_status axis_shape(const char *fn, tg_tensor *const *in, int n, tg__arg
             }                                                                                      \
     } while (0)
 
+/* A contiguous row's max and its sum (in double), LANES running values at a time so that the vectorizer
+   makes whole registers of them: one running max or sum is a chain of dependent instructions, which was
+   most of cross-entropy's forward at the book's V = 340. The max is the left-to-right one's (a NaN in
+   the row reaches the sum, and so the result, either way); the sum differs from a left-to-right one in
+   its rounding only. ROW_MAX and ROW_SUM take a T row (TG__DISPATCH's T). */
+#define LANES 16
+#define ROW_REDUCERS(TT, sfx)                                                                      \
+    TG__CLONES static double row_max_##sfx(const TT *x, int64_t n) {                               \
+        TT m[LANES], r;                                                                            \
+        int64_t j = 0;                                                                             \
+        for (int l = 0; l < LANES; l++) m[l] = x[0];                                               \
+        for (; j + LANES <= n; j += LANES)                                                         \
+            for (int l = 0; l < LANES; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];              \
+        r = m[0];                                                                                  \
+        for (int l = 1; l < LANES; l++) r = m[l] > r ? m[l] : r;                                   \
+        for (; j < n; j++) r = x[j] > r ? x[j] : r;                                                \
+        return r;                                                                                  \
+    }                                                                                              \
+    TG__CLONES static double row_sum_##sfx(const TT *x, int64_t n) {                               \
+        double s[LANES] = {0}, r = 0;                                                              \
+        int64_t j = 0;                                                                             \
+        for (; j + LANES <= n; j += LANES)                                                         \
+            for (int l = 0; l < LANES; l++) s[l] += x[j + l];                                      \
+        for (int l = 0; l < LANES; l++) r += s[l];                                                 \
+        for (; j < n; j++) r += x[j];                                                              \
+        return r;                                                                                  \
+    }
+ROW_REDUCERS(float, f32)
+ROW_REDUCERS(double, f64)
+#define ROW_MAX(px, n) (sizeof(T) == 4 ? row_max_f32((const float *)(px), n) : row_max_f64((const double *)(px), n))
+#define ROW_SUM(px, n) (sizeof(T) == 4 ? row_sum_f32((const float *)(px), n) : row_sum_f64((const double *)(px), n))
+
 /* e[j] = e^((x_j - m) - l), x_j = px[j * stride], for j < n, in x's dtype, through SLEEF's vector exp
    (vmath.h): with libm's scalar exp, softmax's and cross-entropy's sums were most of their time (rnnlm: a
    quarter of a step). x - m is taken first, in double, so that logits of +-1e4 lose nothing. Rows go CHUNK
@@ -110,11 +142,13 @@ static tg_status softmax_forward_(int log_, tg_tensor *const *in, const tg__args
             const T *px = (const T *)x->data + base;
             T *py = (T *)out->data + base;
             double m = px[0], s = 0;
-            for (int64_t j = 1; j < len; j++) m = px[j * inner] > m ? px[j * inner] : m;
+            if (inner == 1) m = ROW_MAX(px, len);
+            else
+                for (int64_t j = 1; j < len; j++) m = px[j * inner] > m ? px[j * inner] : m;
             for (int64_t c = 0; c < len; c += CHUNK) {
                 const int64_t n = len - c < CHUNK ? len - c : CHUNK;
                 VEXPS_AT(px + c * inner, inner, n, m, 0.0, e);
-                for (int64_t j = 0; j < n; j++) s += e[j];
+                s += ROW_SUM(e, n);
                 if (!log_)
                     for (int64_t j = 0; j < n; j++) py[(c + j) * inner] = e[j];
             }
@@ -209,7 +243,7 @@ static tg_status ce_shape(const char *fn, tg_tensor *const *in, int n, tg__args 
 
 /* -log_softmax[target] = (max - x_target) + log sum e^(x - max): exact for logits of +-1e4. Each row's max
    and log-sum are kept, (..., 2), for the backward: the one pass over the logits each way is an exp. */
-static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
+TG__CLONES static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
     (void)n;
     const tg_tensor *logits = in[0], *targets = in[1];
     const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = args->i[1];
@@ -224,12 +258,12 @@ static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, t
         for (int64_t r = 0; r < targets->numel; r++) {
             if (t[r] == args->i[0]) continue;
             const T *px = (const T *)logits->data + r * V;
-            double m = px[0], s = 0;
-            for (int64_t j = 1; j < V; j++) m = px[j] > m ? px[j] : m;
+            const double m = ROW_MAX(px, V);
+            double s = 0;
             for (int64_t c = 0; c < V; c += CHUNK) {
                 const int64_t k = V - c < CHUNK ? V - c : CHUNK;
                 VEXPS_AT(px + c, 1, k, m, 0.0, e);
-                for (int64_t j = 0; j < k; j++) s += e[j];
+                s += ROW_SUM(e, k);
             }
             pk[2 * r] = (T)m, pk[2 * r + 1] = (T)log(s);
             loss += (m - px[t[r]]) + log(s);
@@ -240,7 +274,7 @@ static tg_status ce_forward(tg_tensor *const *in, int n, const tg__args *args, t
 }
 
 /* dlogits += dy (softmax - onehot) / count, softmax = e^((x - max) - log-sum) from the kept pair. */
-static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+TG__CLONES static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *logits = node->in[0], *targets = node->in[1], *kept = node->saved[node->n_in + 1];
     const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = node->args.i[1];
     if (!grads[0] || !count) return TG_OK;

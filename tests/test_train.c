@@ -182,6 +182,85 @@ Test(train, adam_and_adamw_follow_torch_rules_in_f64) {
     check_rule("adamw betas, eps", o, TG_F64, 1e-12);
 }
 
+/* The step's loops are vectorized, and a copy of them runs on AVX2 or AVX-512 (train.c, TG__CLONES): each
+   must give the bits of the element-wise rule as tg_train.h writes it, in double, stored in the dtype.
+   Here the rule runs one element at a time in this file's plain x86-64 code, beside the library's copy in
+   force on this processor, over 1037 elements (no multiple of any vector width, so the tails run too);
+   the gradient is a, exactly (L = sum(a * p)). A fused multiply-add in a copy changes the last bits. */
+#define RULE_STEP(T, o, t, n, p, a, s0, s1)                                                        \
+    do {                                                                                           \
+        const double lr = (o).lr, mu = (o).momentum, wd = (o).weight_decay, b1 = (o).beta1, b2 = (o).beta2; \
+        const double bc1 = 1 - pow(b1, (double)(t)), bc2 = 1 - pow(b2, (double)(t)), decay = 1 - lr * wd; \
+        for (int64_t k = 0; k < (n); k++) {                                                        \
+            double g = (a)[k], x = (p)[k];                                                         \
+            if ((o).kind == TG_OPTIM_SGD) {                                                        \
+                if (wd != 0) g += wd * x;                                                          \
+                if (mu != 0) {                                                                     \
+                    (s0)[k] = (T)((t) == 1 ? g : mu * (double)(s0)[k] + g);                        \
+                    g = (o).nesterov ? g + mu * (double)(s0)[k] : (double)(s0)[k];                 \
+                }                                                                                  \
+                (p)[k] = (T)(x - lr * g);                                                          \
+            } else {                                                                               \
+                if ((o).kind == TG_OPTIM_ADAMW) x *= decay;                                        \
+                else if (wd != 0) g += wd * x;                                                     \
+                (s0)[k] = (T)(b1 * (double)(s0)[k] + (1 - b1) * g);                                \
+                (s1)[k] = (T)(b2 * (double)(s1)[k] + (1 - b2) * g * g);                            \
+                (p)[k] = (T)(x - lr * ((double)(s0)[k] / bc1) / (sqrt((double)(s1)[k] / bc2) + eps_)); \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void check_bits(const char *what, tg_optim_opts o, tg_dtype dt) {
+    enum { N = 1037 };
+    const int64_t shape[1] = {N};
+    tg_params *ps = tg_params_new();
+    tg_tape *tp = tg_tape_new();
+    tg_tensor *p = tt_rand(dt, 1, 5, 1, shape), *a = tt_rand(dt, 0, 6, 1, shape);
+    cr_assert(ps && tp && p && a && tg_params_add(ps, "p", p) == TG_OK, "%s", tg_last_error());
+    tg_optim *opt = tg_optim_new(ps, &o);
+    cr_assert(opt, "%s: %s", what, tg_last_error());
+    double rp[N], ra[N], s0[N] = {0}, s1[N] = {0};
+    float fp[N], fa[N], f0[N] = {0}, f1[N] = {0};
+    for (int k = 0; k < N; k++) rp[k] = tg_tensor_get(p, k), ra[k] = tg_tensor_get(a, k);
+    for (int k = 0; k < N; k++) fp[k] = (float)rp[k], fa[k] = (float)ra[k];
+    const double eps_ = o.eps;
+    for (int t = 1; t <= 4; t++) {
+        tg_params_zero_grad(ps);
+        cr_assert_eq(tg_backward(tp, tg_sum(tp, tg_mul(tp, a, p)), NULL), TG_OK, "%s", tg_last_error());
+        cr_assert_eq(tg_optim_step(opt), TG_OK, "%s", tg_last_error());
+        tg_tape_reset(tp);
+        if (dt == TG_F32) RULE_STEP(float, o, t, N, fp, fa, f0, f1);
+        else RULE_STEP(double, o, t, N, rp, ra, s0, s1);
+        int bad = 0;
+        for (int k = 0; k < N && !bad; k++) {
+            double got = tg_tensor_get(p, k), want = dt == TG_F32 ? (double)fp[k] : rp[k];
+            bad = memcmp(&got, &want, sizeof got) != 0;
+            cr_expect(!bad, "%s, %s: step %d, p[%d] is %a, the element-wise rule gives %a", what,
+                      dt == TG_F32 ? "f32" : "f64", t, k, got, want);
+        }
+    }
+    tg_optim_free(opt), tg_params_free(ps), tg_tape_free(tp), tg_tensor_free(p), tg_tensor_free(a);
+}
+
+Test(train, optimizer_steps_give_the_element_wise_rules_bits) {
+    tg_optim_opts adam = opts_of(TG_OPTIM_ADAM, 0.05, 0, 0, 0), adamw = opts_of(TG_OPTIM_ADAMW, 0.05, 0, 0, 0.3);
+    adam.beta1 = 0.7, adam.beta2 = 0.8, adam.eps = 1e-3, adamw.eps = 1e-3;
+    const struct {
+        const char *what;
+        tg_optim_opts o;
+    } cases[] = {
+        {"sgd", opts_of(TG_OPTIM_SGD, 0.1, 0, 0, 0)},
+        {"sgd decay", opts_of(TG_OPTIM_SGD, 0.1, 0, 0, 0.3)},
+        {"sgd momentum, decay", opts_of(TG_OPTIM_SGD, 0.05, 0.9, 0, 0.3)},
+        {"sgd nesterov", opts_of(TG_OPTIM_SGD, 0.05, 0.7, 1, 0)},
+        {"adam", adam},
+        {"adam decay", opts_of(TG_OPTIM_ADAM, 0.1, 0, 0, 0.3)},
+        {"adamw", adamw},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int f64 = 0; f64 < 2; f64++) check_bits(cases[i].what, cases[i].o, f64 ? TG_F64 : TG_F32);
+}
+
 /* f32 parameters step with f32 state; the tape's gradients and the stored values are rounded. */
 Test(train, f32_parameters_step) {
     check_rule("f32 sgd nesterov", opts_of(TG_OPTIM_SGD, 0.05, 0.7, 1, 0.2), TG_F32, 1e-5);

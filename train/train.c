@@ -137,7 +137,7 @@ void tg_optim_set_lr(tg_optim *o, double lr) {
 /* State is used as stored (rounded to the dtype), as torch's f32 state is. Each rule is one loop over
    restrict pointers with its options' branches hoisted out, so that the compiler vectorizes it; the
    arithmetic is the element-wise rule's, in the same order, so the results are those of the scalar loop
-   to the bit (f32 as f32 <- double, as before). */
+   to the bit (f32 as f32 <- double, as before), in each of TG__CLONES' copies. */
 #define SGD_LOOP(WD, MU, NESTEROV)                                                                 \
     for (int64_t k = 0; k < n; k++) {                                                              \
         double g = gr[k];                                                                          \
@@ -148,7 +148,7 @@ void tg_optim_set_lr(tg_optim *o, double lr) {
         }                                                                                          \
         p[k] = (T)((double)p[k] - lr * g);                                                         \
     }
-static void sgd(const tg_optim_opts *o, tg_tensor *w, void *buf, int first) {
+TG__CLONES static void sgd(const tg_optim_opts *o, tg_tensor *w, void *buf, int first) {
     const double lr = o->lr, mu = o->momentum, wd = o->weight_decay;
     const int64_t n = w->numel;
     TG__DISPATCH(w->dtype, {
@@ -170,7 +170,7 @@ static void sgd(const tg_optim_opts *o, tg_tensor *w, void *buf, int first) {
         v[k] = (T)(b2 * (double)v[k] + (1 - b2) * g * g);                                          \
         p[k] = (T)(x - lr * ((double)m[k] / bc1) / (sqrt((double)v[k] / bc2) + eps));              \
     }
-static void adam(const tg_optim_opts *o, tg_tensor *w, void *m_, void *v_, int64_t t) {
+TG__CLONES static void adam(const tg_optim_opts *o, tg_tensor *w, void *m_, void *v_, int64_t t) {
     const int adamw = o->kind == TG_OPTIM_ADAMW;
     const double lr = o->lr, b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
     const double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t), decay = 1 - lr * wd;
