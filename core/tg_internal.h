@@ -184,8 +184,18 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
 /* An element-wise loop worth wider vectors: a copy for AVX-512 and one for AVX2 beside the baseline
    x86-64 one, picked when the library loads (target_clones, through glibc's ifunc). The baseline build
    stays what runs on any x86-64. -ffp-contract=off (meson.build; c11's default, gnu11's is to fuse) keeps
-   the AVX-512 copy from fusing a multiply and an add, so that every copy gives the baseline's bits. */
-#if defined(__x86_64__) && defined(__ELF__) && (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+   the AVX-512 copy from fusing a multiply and an add, so that every copy gives the baseline's bits.
+   Not under ThreadSanitizer: glibc runs the copies' resolvers before TSan is set up, which crashes. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TG__TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TG__TSAN 1
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && !defined(TG__TSAN) &&                                \
+    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
 #define TG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TG__CLONES
