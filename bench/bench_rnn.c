@@ -35,30 +35,11 @@
 #include <time.h>
 #include <cblas.h>
 #include "tapegrad.h"
+#define BENCH_NAME "bench_rnn"
+#include "bench_util.h"
 #include "ops_internal.h"
 
 #define MAX_REPS 200
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "bench_rnn: %s: %s (%s)\n", what, tg_last_error(), tg_status_name(tg_last_status()));
-    exit(1);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static tg_tensor *rand_tensor(tg_dtype dt, int param, double scale, uint64_t *seed, int ndim, const int64_t *shape) {
     tg_tensor *t = param ? tg_param_new(dt, ndim, shape) : tg_tensor_new(dt, ndim, shape);

@@ -25,30 +25,12 @@
 #include <time.h>
 #include <cblas.h>
 #include "tapegrad.h"
+#define BENCH_NAME "bench_small"
+#include "bench_util.h"
 #include "ops_internal.h"
 
 #define MAX_REPS 5000
 #define MAX_CALLS 4096
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "bench_small: %s: %s (%s)\n", what, tg_last_error(), tg_status_name(tg_last_status()));
-    exit(1);
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static tg_tensor *ids(int64_t B, int64_t T, int64_t V, tg_rng *rng) {
     tg_tensor *t = tg_tensor_new(TG_I64, 2, (int64_t[]){B, T});
