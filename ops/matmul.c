@@ -105,8 +105,10 @@ static int batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt) {
         if (da != db && da != 1 && db != 1) return 1;
         bt->dims[d] = da == 1 ? db : da;
         bt->sa[d] = da == 1 ? 0 : step_a, bt->sb[d] = db == 1 ? 0 : step_b;
-        step_a *= da, step_b *= db;
-        bt->count *= bt->dims[d];
+        /* Unsigned: an empty operand may have dims whose product wraps (fuzz_ops found 2^63-1 squared),
+           and then no stride or count is used (an empty output), as at the row count below. */
+        step_a = (int64_t)((uint64_t)step_a * (uint64_t)da), step_b = (int64_t)((uint64_t)step_b * (uint64_t)db);
+        bt->count = (int64_t)((uint64_t)bt->count * (uint64_t)bt->dims[d]);
     }
     return 0;
 }
