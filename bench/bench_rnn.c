@@ -1,14 +1,18 @@
-/* bench_rnn: what a TimeRNN training step costs on the tape, against the GEMMs it cannot avoid.
+/* bench_rnn: what a TimeRNN (and a TimeLSTM) training step costs on the tape, against the GEMMs it cannot
+ * avoid.
  *
  * One invocation measures, through the public API (and tg__alloc_count, hence the static library):
  *   - workloads W0 (N 10, T 5, H 100), W1 (N 32, T 35, H 128), W2 (N 64, T 64, H 512) and W2 at T 256,
  *     f32, D = H, xs, Wx, Wh, b all needing gradients: a step is zero the grads, tg_time_rnn_forward,
  *     tg_backward(hs, dhs), tg_tape_reset; with the default checks (TG_CHECK_SAVED) and with none, at 1
  *     and 2 OpenBLAS threads (openblas_set_num_threads);
- *   - beside each, the bound, timed in the same loop: the 6 T cblas_sgemm calls a step needs at their
- *     shapes and nothing else (per step h @ Wh and x @ Wx forward; dt @ Wh^T, dt @ Wx^T, h^T @ dt and
- *     x^T @ dt backward);
- *   - per row the ratio to the bound, GFLOP/s (6 N H (H + D) T flop a step), the tape's peak memory
+ *   - the same step of a TimeLSTM at W1's and W2's sizes (LSTM-W1, LSTM-W2: Wx (D,4H), Wh (H,4H));
+ *   - beside each, the bound, timed in the same loop: the cblas_sgemm calls a step needs at their
+ *     shapes and nothing else (TimeRNN: per step h @ Wh and x @ Wx forward; dt @ Wh^T, dt @ Wx^T, h^T @ dt
+ *     and x^T @ dt backward, 6 T calls; TimeLSTM: bound_lstm's 3 T + 3, its input side in one GEMM each way,
+ *     as the layer runs it);
+ *   - per row the ratio to the bound, GFLOP/s (6 G N H (H + D) T flop a step, G = 1 gate for the RNN and
+ *     4 for the LSTM), the tape's peak memory
  *     (tg_tape_memory after backward: the arena only grows within a recording) and the tg__malloc calls
  *     of one warm step;
  *   - the tape's own cost per op, forward + backward, on 1-element tensors (a chain of tg_mul);
@@ -47,28 +51,36 @@ static tg_tensor *rand_tensor(tg_dtype dt, int param, double scale, uint64_t *se
     return t;
 }
 
-/* One problem: the layer's parameters, the input and the upstream gradient dL/dhs. */
+/* One problem: the layer's parameters, the input and the upstream gradient dL/dhs. G is the number of
+   gates: 1 for a TimeRNN, 4 for a TimeLSTM (Wx (D,GH), Wh (H,GH), b (GH,)). */
 typedef struct {
+    int G;
     int64_t N, T, D, H;
     tg_tensor *xs, *Wx, *Wh, *b, *dhs;
-    tg_time_rnn *layer;
+    tg_time_rnn *rnn;
+    tg_time_lstm *lstm;
 } problem;
 
-static problem problem_new(tg_dtype dt, int64_t N, int64_t T, int64_t D, int64_t H) {
+static problem problem_new(tg_dtype dt, int G, int64_t N, int64_t T, int64_t D, int64_t H) {
     uint64_t seed = 42;
-    problem p = {N, T, D, H, NULL, NULL, NULL, NULL, NULL, NULL};
+    problem p = {G, N, T, D, H, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     /* Weights of scale 1/sqrt(fan-in) keep tanh out of saturation, as a trained RNN's would be. */
     p.xs = rand_tensor(dt, 1, 1.0, &seed, 3, (int64_t[]){N, T, D});
-    p.Wx = rand_tensor(dt, 1, 1.0 / sqrt((double)D), &seed, 2, (int64_t[]){D, H});
-    p.Wh = rand_tensor(dt, 1, 1.0 / sqrt((double)H), &seed, 2, (int64_t[]){H, H});
-    p.b = rand_tensor(dt, 1, 0.1, &seed, 1, (int64_t[]){H});
+    p.Wx = rand_tensor(dt, 1, 1.0 / sqrt((double)D), &seed, 2, (int64_t[]){D, G * H});
+    p.Wh = rand_tensor(dt, 1, 1.0 / sqrt((double)H), &seed, 2, (int64_t[]){H, G * H});
+    p.b = rand_tensor(dt, 1, 0.1, &seed, 1, (int64_t[]){G * H});
     p.dhs = rand_tensor(dt, 0, 1.0, &seed, 3, (int64_t[]){N, T, H});
-    if (!(p.layer = tg_time_rnn_new(p.Wx, p.Wh, p.b, 0))) die("tg_time_rnn_new");
+    if (G == 1 ? !(p.rnn = tg_time_rnn_new(p.Wx, p.Wh, p.b, 0)) : !(p.lstm = tg_time_lstm_new(p.Wx, p.Wh, p.b, 0)))
+        die(G == 1 ? "tg_time_rnn_new" : "tg_time_lstm_new");
     return p;
 }
 
+static tg_tensor *problem_forward(tg_tape *tape, problem *p) {
+    return p->G == 1 ? tg_time_rnn_forward(tape, p->rnn, p->xs) : tg_time_lstm_forward(tape, p->lstm, p->xs);
+}
+
 static void problem_free(problem *p) {
-    tg_time_rnn_free(p->layer);
+    tg_time_rnn_free(p->rnn), tg_time_lstm_free(p->lstm);
     tg_tensor_free(p->xs), tg_tensor_free(p->Wx), tg_tensor_free(p->Wh), tg_tensor_free(p->b);
     tg_tensor_free(p->dhs);
 }
@@ -77,8 +89,8 @@ static void problem_free(problem *p) {
 static double step(tg_tape *tape, problem *p, double *peak) {
     double t0 = now_ms();
     tg_zero_grad(p->xs), tg_zero_grad(p->Wx), tg_zero_grad(p->Wh), tg_zero_grad(p->b);
-    tg_tensor *hs = tg_time_rnn_forward(tape, p->layer, p->xs);
-    if (!hs) die("tg_time_rnn_forward");
+    tg_tensor *hs = problem_forward(tape, p);
+    if (!hs) die("the layer's forward");
     if (tg_backward(tape, hs, p->dhs) != TG_OK) die("tg_backward");
     *peak = (double)tg_tape_memory(tape);
     tg_tape_reset(tape);
@@ -88,8 +100,9 @@ static double step(tg_tape *tape, problem *p, double *peak) {
 /* ---- the bound: the step's GEMMs alone ------------------------------------------------------------ */
 
 typedef struct {
+    int G;
     int64_t N, T, D, H;
-    float *X, *Hs, *Wx, *Wh, *C, *dT, *dH, *dX, *dWx, *dWh; /* X (T,N,D), Hs (T+1,N,H) */
+    float *X, *Hs, *Wx, *Wh, *C, *dT, *dH, *dX, *dWx, *dWh; /* X (T,N,D), Hs (T+1,N,H), C and dT (T,N,GH) */
 } gemms;
 
 static float *buf(int64_t n) {
@@ -99,9 +112,9 @@ static float *buf(int64_t n) {
     return p;
 }
 
-static gemms gemms_new(int64_t N, int64_t T, int64_t D, int64_t H) {
-    gemms g = {N, T, D, H, buf(T * N * D), buf((T + 1) * N * H), buf(D * H), buf(H * H), buf(N * H), buf(N * H),
-               buf(N * H), buf(T * N * D), buf(D * H), buf(H * H)};
+static gemms gemms_new(int G, int64_t N, int64_t T, int64_t D, int64_t H) {
+    gemms g = {G, N, T, D, H, buf(T * N * D), buf((T + 1) * N * H), buf(D * G * H), buf(H * G * H),
+               buf(T * N * G * H), buf(T * N * G * H), buf(N * H), buf(T * N * D), buf(D * G * H), buf(H * G * H)};
     return g;
 }
 
@@ -114,7 +127,8 @@ static void gemms_free(gemms *g) {
     cblas_sgemm(CblasRowMajor, ta, tb, (blasint)(m), (blasint)(n), (blasint)(k), 1.0f, A, (blasint)(lda), B, \
                 (blasint)(ldb), beta, C, (blasint)(ldc))
 
-static double bound_run(gemms *g) {
+/* TimeRNN's: per step h @ Wh and x @ Wx forward; dt @ Wh^T, dt @ Wx^T, h^T @ dt and x^T @ dt backward. */
+static double bound_rnn(gemms *g) {
     const int64_t N = g->N, D = g->D, H = g->H;
     const CBLAS_TRANSPOSE n_ = CblasNoTrans, t_ = CblasTrans;
     double t0 = now_ms();
@@ -131,6 +145,27 @@ static double bound_run(gemms *g) {
     return now_ms() - t0;
 }
 
+/* TimeLSTM's, at the layer's own shapes (tg_lstm.h): the input side of all T steps as one GEMM each way
+   (xs @ Wx over N T rows; dA @ Wx^T and xs^T @ dA), the recurrent side per step (h @ Wh; dA_t @ Wh^T and
+   h^T @ dA_t), with GH = 4H gate columns. */
+static double bound_lstm(gemms *g) {
+    const int64_t N = g->N, T = g->T, D = g->D, H = g->H, GH = g->G * g->H;
+    const CBLAS_TRANSPOSE n_ = CblasNoTrans, t_ = CblasTrans;
+    double t0 = now_ms();
+    SG(n_, n_, N * T, GH, D, g->X, D, g->Wx, GH, 0.0f, g->C, GH);
+    for (int64_t t = 0; t < T; t++)
+        SG(n_, n_, N, GH, H, g->Hs + t * N * H, H, g->Wh, GH, 0.0f, g->C + t * N * GH, GH);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        SG(n_, t_, N, H, GH, g->dT + t * N * GH, GH, g->Wh, GH, 0.0f, g->dH, H);
+        SG(t_, n_, H, GH, N, g->Hs + t * N * H, H, g->dT + t * N * GH, GH, 1.0f, g->dWh, GH);
+    }
+    SG(n_, t_, N * T, D, GH, g->dT, GH, g->Wx, GH, 0.0f, g->dX, D);
+    SG(t_, n_, D, GH, N * T, g->X, D, g->dT, GH, 0.0f, g->dWx, GH);
+    return now_ms() - t0;
+}
+
+static double bound_run(gemms *g) { return g->G == 1 ? bound_rnn(g) : bound_lstm(g); }
+
 /* ---- the check: the benched computation against the hand-derived reference ----------------------- */
 
 static double max_rel_err(tg_tensor *ref, const void *got) {
@@ -144,20 +179,22 @@ static double max_rel_err(tg_tensor *ref, const void *got) {
     return worst / (scale > 0 ? scale : 1);
 }
 
-static int check_against_ref(tg_dtype dt) {
+static int check_against_ref(tg_dtype dt, int G) {
     const int64_t N = 3, T = 5, D = 6, H = 7;
-    problem p = problem_new(dt, N, T, D, H);
+    problem p = problem_new(dt, G, N, T, D, H);
     tg_tape *tape = tg_tape_new();
     if (!tape) die("tg_tape_new");
-    tg_tensor *hs = tg_time_rnn_forward(tape, p.layer, p.xs);
+    tg_tensor *hs = problem_forward(tape, &p);
     if (!hs || tg_backward(tape, hs, p.dhs) != TG_OK) die("check: forward/backward");
     tg_tensor *r[5] = {tg_tensor_new(dt, 3, (int64_t[]){N, T, H}), tg_tensor_new(dt, 3, (int64_t[]){N, T, D}),
-                       tg_tensor_new(dt, 2, (int64_t[]){D, H}), tg_tensor_new(dt, 2, (int64_t[]){H, H}),
-                       tg_tensor_new(dt, 1, (int64_t[]){H})};
+                       tg_tensor_new(dt, 2, (int64_t[]){D, G * H}), tg_tensor_new(dt, 2, (int64_t[]){H, G * H}),
+                       tg_tensor_new(dt, 1, (int64_t[]){G * H})};
     for (int i = 0; i < 5; i++)
         if (!r[i]) die("check: allocating");
-    if (tg_time_rnn_ref(p.xs, NULL, p.Wx, p.Wh, p.b, p.dhs, r[0], r[1], r[2], r[3], r[4], NULL) != TG_OK)
-        die("tg_time_rnn_ref");
+    if ((G == 1 ? tg_time_rnn_ref(p.xs, NULL, p.Wx, p.Wh, p.b, p.dhs, r[0], r[1], r[2], r[3], r[4], NULL)
+                : tg_time_lstm_ref(p.xs, NULL, NULL, p.Wx, p.Wh, p.b, p.dhs, r[0], NULL, r[1], r[2], r[3], r[4], NULL,
+                                   NULL)) != TG_OK)
+        die(G == 1 ? "tg_time_rnn_ref" : "tg_time_lstm_ref");
     const char *names[5] = {"hs", "dxs", "dWx", "dWh", "db"};
     const void *got[5] = {tg_tensor_data(hs), tg_tensor_grad(p.xs), tg_tensor_grad(p.Wx), tg_tensor_grad(p.Wh),
                           tg_tensor_grad(p.b)};
@@ -166,8 +203,9 @@ static int check_against_ref(tg_dtype dt) {
     for (int i = 0; i < 5; i++) {
         double e = max_rel_err(r[i], got[i]);
         if (!(e <= tol)) {
-            fprintf(stderr, "bench_rnn: %s %s differs from tg_time_rnn_ref: max error %.3g of its largest entry "
-                    "(tolerance %.0e)\n", dt == TG_F32 ? "f32" : "f64", names[i], e, tol);
+            fprintf(stderr, "bench_rnn: %s %s differs from %s: max error %.3g of its largest entry "
+                    "(tolerance %.0e)\n", dt == TG_F32 ? "f32" : "f64", names[i],
+                    G == 1 ? "tg_time_rnn_ref" : "tg_time_lstm_ref", e, tol);
             bad = 1;
         }
         tg_tensor_free(r[i]);
@@ -182,10 +220,12 @@ static int check_against_ref(tg_dtype dt) {
 typedef struct {
     const char *name;
     int64_t N, T, H;
+    int G; /* gates: 1 TimeRNN, 4 TimeLSTM */
 } workload;
 
 typedef struct {
     const char *workload;
+    int G;
     int64_t N, T, D, H;
     int threads;
     double bound, ms[2], peak[2], mallocs[2]; /* [0] checks on (TG_CHECK_SAVED), [1] off */
@@ -204,9 +244,10 @@ static const char *env_or(const char *name, const char *dflt) {
    machine's drift, 20 % on the bound within minutes here, cancels). */
 static row bench_workload(const workload *w, const workload *base, int threads, int min_reps, double budget_ms) {
     openblas_set_num_threads(threads);
-    row r = {w->name, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}, {0, 0}, 0, NAN};
-    problem p = problem_new(TG_F32, w->N, w->T, w->H, w->H);
-    gemms g = gemms_new(w->N, w->T, w->H, w->H);
+    row r = {w->name, w->G, w->N, w->T, w->H, w->H, openblas_get_num_threads(), 0, {0, 0}, {0, 0}, {0, 0}, {0, 0}, 0,
+             NAN};
+    problem p = problem_new(TG_F32, w->G, w->N, w->T, w->H, w->H);
+    gemms g = gemms_new(w->G, w->N, w->T, w->H, w->H);
     tg_tape *tape[2];
     for (int k = 0; k < 2; k++) {
         if (!(tape[k] = tg_tape_new())) die("tg_tape_new");
@@ -221,7 +262,7 @@ static row bench_workload(const workload *w, const workload *base, int threads, 
     tg_tape *tb = NULL;
     double peak;
     if (base) {
-        pb = problem_new(TG_F32, base->N, base->T, base->H, base->H);
+        pb = problem_new(TG_F32, base->G, base->N, base->T, base->H, base->H);
         if (!(tb = tg_tape_new())) die("tg_tape_new");
         tg_tape_set_checks(tb, TG_CHECK_SAVED);
         step(tb, &pb, &peak), step(tb, &pb, &peak);
@@ -353,27 +394,30 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gemm-threads")) gemm_only = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) min_reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|overhead|gradcheck] [--reps n] "
+            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|LSTM-W1|LSTM-W2|overhead|gradcheck] [--reps n] "
                     "[--gemm-threads]\n", argv[0]);
             return 2;
         }
     }
-    if (check_against_ref(TG_F32) | check_against_ref(TG_F64)) return 1;
+    if (check_against_ref(TG_F32, 1) | check_against_ref(TG_F64, 1) | check_against_ref(TG_F32, 4) |
+        check_against_ref(TG_F64, 4))
+        return 1;
 
-    static const workload full[] = {{"W0", 10, 5, 100}, {"W1", 32, 35, 128}, {"W2", 64, 64, 512},
-                                    {"W2-T256", 64, 256, 512}};
-    static const workload tiny[] = {{"Q0", 2, 3, 4}, {"Q1", 4, 6, 16}};
+    static const workload full[] = {{"W0", 10, 5, 100, 1},         {"W1", 32, 35, 128, 1},
+                                    {"W2", 64, 64, 512, 1},        {"W2-T256", 64, 256, 512, 1},
+                                    {"LSTM-W1", 32, 35, 128, 4},   {"LSTM-W2", 64, 64, 512, 4}};
+    static const workload tiny[] = {{"Q0", 2, 3, 4, 1}, {"Q1", 4, 6, 16, 1}, {"LSTM-Q", 3, 4, 8, 4}};
     const workload *ws = quick ? tiny : full;
-    int nw = quick ? 2 : 4;
+    int nw = quick ? 3 : 6;
     if (min_reps > MAX_REPS) min_reps = MAX_REPS;
     if (quick) min_reps = 3;
     const char *alloc = env_or("GLIBC_TUNABLES", "default");
     if (gemm_only) return gemm_threads(ws, quick ? 2 : 3, only), 0;
 
-    printf("# bench_rnn: TimeRNN f32 training step (zero grads, forward, backward, reset), D = H, xs needs a "
-           "gradient%s\n", quick ? " (--quick: tiny sizes, timings meaningless)" : "");
-    printf("# bound: the step's 6 T cblas_sgemm calls alone, timed in the same loop; medians of >= %d repetitions\n",
-           min_reps);
+    printf("# bench_rnn: TimeRNN (LSTM-*: TimeLSTM) f32 training step (zero grads, forward, backward, reset), "
+           "D = H, xs needs a gradient%s\n", quick ? " (--quick: tiny sizes, timings meaningless)" : "");
+    printf("# bound: the step's cblas_sgemm calls alone (6 T for the RNN, 3 T + 3 for the LSTM), timed in the same "
+           "loop; medians of >= %d repetitions\n", min_reps);
     printf("# memory: the tape's arena (tg__malloc, 64-byte aligned, kept across resets); glibc malloc tunables: %s;"
            " OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s\n", alloc, env_or("OPENBLAS_CORETYPE", "unset"),
            env_or("OPENBLAS_NUM_THREADS", "unset"));
@@ -397,7 +441,7 @@ int main(int argc, char **argv) {
             /* the long row's base is the workload before it: W2 */
             row r = bench_workload(&ws[i], long_run ? &ws[i - 1] : NULL, th, long_run ? 5 : min_reps,
                                    quick ? 0 : long_run ? 3000 : 5000);
-            double flop = 6.0 * (double)r.N * (double)r.H * (double)(r.H + r.D) * (double)r.T;
+            double flop = 6.0 * r.G * (double)r.N * (double)r.H * (double)(r.H + r.D) * (double)r.T;
             printf("%-8s %4lld %4lld %4lld %3d | %9.3f %9.3f %9.3f | %6.2f %6.2f %6.3f | %7.1f %7.1f | %8.2f %8.2f | "
                    "%5.0f %5.0f\n", r.workload, (long long)r.N, (long long)r.T, (long long)r.H, r.threads, r.bound,
                    r.ms[0], r.ms[1], r.ratio[0], r.ratio[1], r.on_off, flop / (r.ms[0] * 1e6),
@@ -423,7 +467,7 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < nr; i++) {
         const row *r = &rows[i];
-        double flop = 6.0 * (double)r->N * (double)r->H * (double)(r->H + r->D) * (double)r->T;
+        double flop = 6.0 * r->G * (double)r->N * (double)r->H * (double)(r->H + r->D) * (double)r->T;
         for (int k = 0; k < 2; k++)
             printf("{\"bench\": \"tapegrad\", \"workload\": \"%s\", \"N\": %lld, \"T\": %lld, \"D\": %lld, "
                    "\"H\": %lld, \"threads\": %d, \"checks\": \"%s\", \"ms\": %.4f, \"bound_ms\": %.4f, "

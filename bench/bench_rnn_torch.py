@@ -5,12 +5,14 @@
               CPU kernel for the whole sequence)
   torch_ops   the seed's loop written from tensor ops, h = tanh(h @ Wh + x_t @ Wx + b), hs = stack(h's): what
               tapegrad records, on PyTorch's autograd tape
+  nn.LSTM     at LSTM-W1 and LSTM-W2 (W1's and W2's sizes), torch.nn.LSTM(D, H, batch_first=True): bench_rnn's
+              TimeLSTM rows (its weights are laid out and its gates ordered otherwise, the work is the same)
 A step is: zero the gradients, hs = forward(xs), hs.backward(dhs), with xs and every weight needing a
 gradient, f32, D = H, at the workloads W0-W2 (and W2 at T 256), at 1 and 2 threads (torch.set_num_threads).
 Then torch.autograd.gradcheck (full mode, fast_mode=False, f64) of torch_ops at N 2, T 5, D 3, H 4 on xs,
 Wx, Wh and b: the function tg_gradcheck checks in bench_rnn. A table, then JSON lines.
 
-Usage: bench_rnn_torch.py [--quick] [--only W0|W1|W2|W2-T256]
+Usage: bench_rnn_torch.py [--quick] [--only W0|W1|W2|W2-T256|LSTM-W1|LSTM-W2]
 """
 import json
 import sys
@@ -18,7 +20,8 @@ import time
 
 import torch
 
-WORKLOADS = {"W0": (10, 5, 100), "W1": (32, 35, 128), "W2": (64, 64, 512), "W2-T256": (64, 256, 512)}
+WORKLOADS = {"W0": (10, 5, 100), "W1": (32, 35, 128), "W2": (64, 64, 512), "W2-T256": (64, 256, 512),
+             "LSTM-W1": (32, 35, 128), "LSTM-W2": (64, 64, 512)}
 
 
 def time_rnn_ops(xs, Wx, Wh, b):
@@ -58,7 +61,8 @@ def bench(name, threads, min_reps, budget_s):
     N, T, H = WORKLOADS[name]
     D = H
     xs, Wx, Wh, b, dhs = problem(N, T, D, H)
-    rnn = torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True)
+    lstm = name.startswith("LSTM")
+    rnn = torch.nn.LSTM(D, H, batch_first=True) if lstm else torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True)
 
     def step_nn():
         rnn.zero_grad(set_to_none=False)
@@ -72,7 +76,7 @@ def bench(name, threads, min_reps, budget_s):
         time_rnn_ops(xs, Wx, Wh, b).backward(dhs)
 
     rows = []
-    for impl, fn in (("nn.RNN", step_nn), ("torch_ops", step_ops)):
+    for impl, fn in (("nn.LSTM", step_nn),) if lstm else (("nn.RNN", step_nn), ("torch_ops", step_ops)):
         ms = median_ms(fn, min_reps, budget_s)
         rows.append({"bench": impl, "workload": name, "N": N, "T": T, "D": D, "H": H, "threads": threads, "ms": ms,
                      "allocator": "torch CPU allocator"})
@@ -95,10 +99,10 @@ def main():
         elif a == "--only" and args and args[0] in WORKLOADS:
             only = args.pop(0)
         else:
-            sys.exit("usage: bench_rnn_torch.py [--quick] [--only W0|W1|W2|W2-T256]")
+            sys.exit("usage: bench_rnn_torch.py [--quick] [--only W0|W1|W2|W2-T256|LSTM-W1|LSTM-W2]")
     if quick:
         WORKLOADS.clear()
-        WORKLOADS.update({"Q0": (2, 3, 4), "Q1": (4, 6, 16)})
+        WORKLOADS.update({"Q0": (2, 3, 4), "Q1": (4, 6, 16), "LSTM-Q": (3, 4, 8)})
     print(f"# bench_rnn_torch: PyTorch {torch.__version__}, f32, D = H; threads by torch.set_num_threads"
           + (" (--quick: tiny sizes, timings meaningless)" if quick else ""))
     print("%-10s %-8s %4s %4s %4s %3s | %9s" % ("impl", "workload", "N", "T", "H", "thr", "ms/step"))

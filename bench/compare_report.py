@@ -11,7 +11,9 @@ tg = {(r["workload"], r["threads"], r["checks"]): r for r in rows if r["bench"] 
       and "workload" in r}
 tlin = next((r for r in rows if r.get("what") == "t_linearity"), None)
 np_ = {(r["workload"], int(r["threads"])): r for r in rows if r["bench"] == "numpy_seed"}
-th = {(r["bench"], r["workload"], r["threads"]): r for r in rows if r["bench"] in ("nn.RNN", "torch_ops")}
+# nn.LSTM's rows (the LSTM-* workloads) sit in nn.RNN's column
+th = {("nn.RNN" if r["bench"] == "nn.LSTM" else r["bench"], r["workload"], r["threads"]): r for r in rows
+      if r["bench"] in ("nn.RNN", "nn.LSTM", "torch_ops")}
 ovh = {r["checks"]: r for r in rows if r.get("what") == "overhead"}
 gc = next((r for r in rows if r.get("what") == "gradcheck"), None)
 tgc = next((r for r in rows if r["bench"] == "torch_gradcheck"), None)
@@ -26,11 +28,12 @@ out = [f"Machine: {machine}; {date}; load average at the end {load}. Threads as 
        "tapegrad's arena; glibc malloc for NumPy; PyTorch's CPU allocator; glibc tunables at their defaults. "
        "f32, D = H, xs needing a gradient; medians, ms per training step (forward + backward). tapegrad's "
        "ratios (to the bound, the checks' cost, and T 256 to T 64) are medians of each repetition's own ratio: a "
-       "repetition runs what it compares back to back, so its ratio cancels the machine's drift.", "",
+       "repetition runs what it compares back to back, so its ratio cancels the machine's drift. LSTM-* rows: "
+       "a TimeLSTM at W1's and W2's sizes, its bound the layer's own GEMMs (3 T + 3), beside torch.nn.LSTM.", "",
        "| workload | thr | bound ms | tapegrad ms, checks / off | / bound, checks / off | checks cost | GFLOP/s "
-       "| NumPy seed ms | nn.RNN ms | torch ops ms | tapegrad / NumPy | peak MiB, tapegrad / NumPy | mallocs/step |",
+       "| NumPy seed ms | nn.RNN (nn.LSTM) ms | torch ops ms | tapegrad / NumPy | peak MiB, tapegrad / NumPy | mallocs/step |",
        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-for (w, t, c), on in sorted(tg.items(), key=lambda kv: (kv[0][0].replace("W2-T256", "W3"), kv[0][1])):
+for (w, t, c), on in sorted(tg.items(), key=lambda kv: (kv[0][0].replace("W2-T256", "W3").replace("LSTM-", "X"), kv[0][1])):
     if c != "saved":
         continue
     off, n = tg[(w, t, "off")], np_.get((w, t))
