@@ -21,16 +21,26 @@ tg_status tg__axis(const char *fn, int ndim, const int64_t *shape, int64_t *axis
 }
 
 /* x viewed as (outer, n, inner); the region [start, start+len) of the middle axis is copied to y
-   (forward) or added into gx (backward), so the backward of T slices touches each element once. */
-static void region(const tg_tensor *x, int axis, int64_t start, int64_t len, void *y, const void *g, void *gx) {
+   (forward) or added into gx (backward), so the backward of T slices touches each element once. Into a
+   fresh gx (the first of those slices to run backward: TG__FILLS) it is copied instead, and only the
+   rest of gx zeroed: an LSTM's four gate slices of A (N,4H) and a Time layer's T selects of its input
+   projection no longer zero the whole buffer and then read it back to add. */
+TG__CLONES static void region(const tg_tensor *x, int axis, int64_t start, int64_t len, void *y, const void *g,
+                              void *gx, int fresh) {
+    size_t es = tg__dsize(x->dtype);
+    if (fresh && (x->numel == 0 || len == 0)) memset(gx, 0, (size_t)x->numel * es);
     if (x->numel == 0 || len == 0) return;
     int64_t outer = tg__prod(x->shape, 0, axis), n = x->shape[axis], inner = tg__prod(x->shape, axis + 1, x->ndim);
-    int64_t block = len * inner;
-    size_t es = tg__dsize(x->dtype);
+    int64_t block = len * inner, before = start * inner, after = (n - start - len) * inner;
     for (int64_t o = 0; o < outer; o++) {
         int64_t src = (o * n + start) * inner, dst = o * block;
         if (y) {
             memcpy((char *)y + (size_t)dst * es, (const char *)x->data + (size_t)src * es, (size_t)block * es);
+        } else if (fresh) {
+            char *row = (char *)gx + (size_t)(src - before) * es;
+            memset(row, 0, (size_t)before * es);
+            memcpy(row + (size_t)before * es, (const char *)g + (size_t)dst * es, (size_t)block * es);
+            memset(row + (size_t)(before + block) * es, 0, (size_t)after * es);
         } else {
             TG__DISPATCH(x->dtype, {
                 const T *pg = (const T *)g + dst;
@@ -44,12 +54,13 @@ static void region(const tg_tensor *x, int axis, int64_t start, int64_t len, voi
 /* slice and select share args: i[0] axis, i[1] start (select: the index), i[2] stop (select: index + 1). */
 static tg_status region_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
     (void)n;
-    region(in[0], (int)args->i[0], args->i[1], args->i[2] - args->i[1], out->data, NULL, NULL);
+    region(in[0], (int)args->i[0], args->i[1], args->i[2] - args->i[1], out->data, NULL, NULL, 0);
     return TG_OK;
 }
 static tg_status region_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg__args *a = &node->args;
-    region(node->in[0], (int)a->i[0], a->i[1], a->i[2] - a->i[1], NULL, gout->data, grads[0]);
+    if (grads[0])
+        region(node->in[0], (int)a->i[0], a->i[1], a->i[2] - a->i[1], NULL, gout->data, grads[0], tg__fresh(node, 0));
     return TG_OK;
 }
 
@@ -68,7 +79,7 @@ static tg_status slice_shape(const char *fn, tg_tensor *const *in, int n, tg__ar
     return TG_OK;
 }
 const tg__op tg__op_slice = {.name = "slice", .fn = "tg_slice", .names = names_x, .iarg = {"axis", "start", "stop"},
-                             .shape = slice_shape, .forward = region_forward, .backward = region_backward};
+                             .flags = TG__FILLS, .shape = slice_shape, .forward = region_forward, .backward = region_backward};
 
 tg_tensor *tg_slice(tg_tape *tape, tg_tensor *x, int axis, int64_t start, int64_t stop) {
     return tg__apply(tape, &tg__op_slice, &x, 1, &(tg__args){.i = {axis, start, stop}});
@@ -90,7 +101,7 @@ static tg_status select_shape(const char *fn, tg_tensor *const *in, int n, tg__a
     return TG_OK;
 }
 const tg__op tg__op_select = {.name = "select", .fn = "tg_select", .names = names_x, .iarg = {"axis", "index"},
-                              .shape = select_shape, .forward = region_forward, .backward = region_backward};
+                              .flags = TG__FILLS, .shape = select_shape, .forward = region_forward, .backward = region_backward};
 
 tg_tensor *tg_select(tg_tape *tape, tg_tensor *x, int axis, int64_t index) {
     return tg__apply(tape, &tg__op_select, &x, 1, &(tg__args){.i = {axis, index}});
