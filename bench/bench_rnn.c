@@ -394,8 +394,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gemm-threads")) gemm_only = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) min_reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|LSTM-W1|LSTM-W2|overhead|gradcheck] [--reps n] "
-                    "[--gemm-threads]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only W0|W1|W2|W2-T256|LSTM-W1|LSTM-W2|overhead|gradcheck] "
+                    "[--reps n] [--gemm-threads]\n", argv[0]);
             return 2;
         }
     }

@@ -31,9 +31,12 @@ out = [f"Machine: {machine}; {date}; load average at the end {load}. Threads as 
        "repetition runs what it compares back to back, so its ratio cancels the machine's drift. LSTM-* rows: "
        "a TimeLSTM at W1's and W2's sizes, its bound the layer's own GEMMs (3 T + 3), beside torch.nn.LSTM.", "",
        "| workload | thr | bound ms | tapegrad ms, checks / off | / bound, checks / off | checks cost | GFLOP/s "
-       "| NumPy seed ms | nn.RNN (nn.LSTM) ms | torch ops ms | tapegrad / NumPy | peak MiB, tapegrad / NumPy | mallocs/step |",
+       "| NumPy seed ms | nn.RNN (nn.LSTM) ms | torch ops ms | tapegrad / NumPy | peak MiB, tapegrad / NumPy "
+       "| mallocs/step |",
        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-for (w, t, c), on in sorted(tg.items(), key=lambda kv: (kv[0][0].replace("W2-T256", "W3").replace("LSTM-", "X"), kv[0][1])):
+# W0..W2, then W2-T256, then the LSTM rows
+order = lambda kv: (kv[0][0].replace("W2-T256", "W3").replace("LSTM-", "X"), kv[0][1])
+for (w, t, c), on in sorted(tg.items(), key=order):
     if c != "saved":
         continue
     off, n = tg[(w, t, "off")], np_.get((w, t))

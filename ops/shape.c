@@ -28,8 +28,10 @@ tg_status tg__axis(const char *fn, int ndim, const int64_t *shape, int64_t *axis
 TG__CLONES static void region(const tg_tensor *x, int axis, int64_t start, int64_t len, void *y, const void *g,
                               void *gx, int fresh) {
     size_t es = tg__dsize(x->dtype);
-    if (fresh && (x->numel == 0 || len == 0)) memset(gx, 0, (size_t)x->numel * es);
-    if (x->numel == 0 || len == 0) return;
+    if (x->numel == 0 || len == 0) {
+        if (fresh) memset(gx, 0, (size_t)x->numel * es); /* an empty slice's input gets zeros */
+        return;
+    }
     int64_t outer = tg__prod(x->shape, 0, axis), n = x->shape[axis], inner = tg__prod(x->shape, axis + 1, x->ndim);
     int64_t block = len * inner, before = start * inner, after = (n - start - len) * inner;
     for (int64_t o = 0; o < outer; o++) {
@@ -59,8 +61,7 @@ static tg_status region_forward(tg_tensor *const *in, int n, const tg__args *arg
 }
 static tg_status region_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg__args *a = &node->args;
-    if (grads[0])
-        region(node->in[0], (int)a->i[0], a->i[1], a->i[2] - a->i[1], NULL, gout->data, grads[0], tg__fresh(node, 0));
+    region(node->in[0], (int)a->i[0], a->i[1], a->i[2] - a->i[1], NULL, gout->data, grads[0], tg__fresh(node, 0));
     return TG_OK;
 }
 
@@ -79,7 +80,8 @@ static tg_status slice_shape(const char *fn, tg_tensor *const *in, int n, tg__ar
     return TG_OK;
 }
 const tg__op tg__op_slice = {.name = "slice", .fn = "tg_slice", .names = names_x, .iarg = {"axis", "start", "stop"},
-                             .flags = TG__FILLS, .shape = slice_shape, .forward = region_forward, .backward = region_backward};
+                             .flags = TG__FILLS, .shape = slice_shape, .forward = region_forward,
+                             .backward = region_backward};
 
 tg_tensor *tg_slice(tg_tape *tape, tg_tensor *x, int axis, int64_t start, int64_t stop) {
     return tg__apply(tape, &tg__op_slice, &x, 1, &(tg__args){.i = {axis, start, stop}});
@@ -101,7 +103,8 @@ static tg_status select_shape(const char *fn, tg_tensor *const *in, int n, tg__a
     return TG_OK;
 }
 const tg__op tg__op_select = {.name = "select", .fn = "tg_select", .names = names_x, .iarg = {"axis", "index"},
-                              .flags = TG__FILLS, .shape = select_shape, .forward = region_forward, .backward = region_backward};
+                              .flags = TG__FILLS, .shape = select_shape, .forward = region_forward,
+                              .backward = region_backward};
 
 tg_tensor *tg_select(tg_tape *tape, tg_tensor *x, int axis, int64_t index) {
     return tg__apply(tape, &tg__op_select, &x, 1, &(tg__args){.i = {axis, index}});
