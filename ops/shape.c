@@ -204,19 +204,27 @@ static void swap_axes(const tg_tensor *x, const tg__args *args, void *y, const v
     int a0 = (int)args->i[0], a1 = (int)args->i[1];
     int64_t A = tg__prod(x->shape, 0, a0), n0 = x->shape[a0], C = tg__prod(x->shape, a1 + 1, x->ndim);
     int64_t B = a0 < a1 ? tg__prod(x->shape, a0 + 1, a1) : 1, n1 = a0 < a1 ? x->shape[a1] : 1;
+    /* j innermost: x is read (or gx written) in order, y strided; with C = 1 (the last two axes, as
+       attention's scores transpose them) an element at a time, as a call per element was most of the op. */
+    const int64_t step = B * n0 * C; /* y's stride along j */
     TG__DISPATCH(x->dtype, {
         const T *px = x->data, *pg = g;
         T *py = y, *pgx = gx;
         for (int64_t a = 0; a < A; a++)
             for (int64_t i = 0; i < n0; i++)
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t j = 0; j < n1; j++) {
-                        int64_t src = (((a * n0 + i) * B + b) * n1 + j) * C;
-                        int64_t dst = (((a * n1 + j) * B + b) * n0 + i) * C;
-                        if (py) memcpy(py + dst, px + src, (size_t)C * sizeof(T));
-                        else
-                            for (int64_t c = 0; c < C; c++) pgx[src + c] += pg[dst + c];
-                    }
+                for (int64_t b = 0; b < B; b++) {
+                    int64_t src = ((a * n0 + i) * B + b) * n1 * C, dst = ((a * n1 * B + b) * n0 + i) * C;
+                    if (C == 1 && py)
+                        for (int64_t j = 0; j < n1; j++) py[dst + j * step] = px[src + j];
+                    else if (C == 1)
+                        for (int64_t j = 0; j < n1; j++) pgx[src + j] += pg[dst + j * step];
+                    else
+                        for (int64_t j = 0; j < n1; j++, src += C, dst += step) {
+                            if (py) memcpy(py + dst, px + src, (size_t)C * sizeof(T));
+                            else
+                                for (int64_t c = 0; c < C; c++) pgx[src + c] += pg[dst + c];
+                        }
+                }
     });
 }
 static tg_status transpose_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *out) {
