@@ -33,7 +33,7 @@ int tg__vmath_isa(void) {
     return isa >= 0 ? isa : tg__vmath_use(-1);
 }
 
-/* The tail of every vector loop, and everything on a processor without AVX2: SLEEF's scalar u10 code
+/* Everything on a processor without AVX2 (the vector loops do their tails masked): SLEEF's scalar u10 code
    (glibc's tanh is off by up to 2.2 ulp). */
 static void scalar(tg__vfn f, int f64, const void *x, void *y, int64_t from, int64_t n) {
     /* Calls, not function pointers: sleef.h's prototypes return a const-qualified type for some

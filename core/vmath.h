@@ -1,6 +1,6 @@
 /* Vectorized tanh, exp, log and sigmoid over arrays, through SLEEF's 1-ulp (u10) functions: AVX-512 or
-   AVX2 where the processor has them (picked once, at run time), SLEEF's scalar code elsewhere and for
-   the tail. Never installed. */
+   AVX2 where the processor has them (picked once, at run time), SLEEF's scalar code elsewhere (the
+   vector loops take their tails as a masked vector). Never installed. */
 #ifndef TG_VMATH_H
 #define TG_VMATH_H
 
@@ -13,7 +13,8 @@ typedef enum { TG__VTANH, TG__VEXP, TG__VLOG, TG__VSIGMOID } tg__vfn;
    (709.78271, 709.783), which then reads Inf (see vmath.c). */
 void tg__vmath(tg__vfn f, int f64, const void *x, void *y, int64_t n);
 
-/* The instruction sets, best last. Each ISA file runs whole vectors and returns how many elements it did. */
+/* The instruction sets, best last. Each ISA file runs all n elements (the tail masked) and returns how many
+   it did. */
 enum { TG__ISA_SCALAR, TG__ISA_AVX2, TG__ISA_AVX512 };
 /* Tests: use isa from now on (-1: the best the processor has); returns the one in force, which is lower
    than asked when the processor lacks it. */

@@ -273,24 +273,33 @@ TG__CLONES static tg_status ce_forward(tg_tensor *const *in, int n, const tg__ar
     return TG_OK;
 }
 
-/* dlogits += dy (softmax - onehot) / count, softmax = e^((x - max) - log-sum) from the kept pair. */
+/* dlogits += dy (softmax - onehot) / count, softmax = e^((x - max) - log-sum) from the kept pair. A fresh
+   buffer (TG__FILLS) is assigned, ignored rows zeroed: no memset of the whole (..., V) before. */
 TG__CLONES static tg_status ce_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
     const tg_tensor *logits = node->in[0], *targets = node->in[1], *kept = node->saved[node->n_in + 1];
     const int64_t *t = targets->data, V = logits->shape[logits->ndim - 1], count = node->args.i[1];
-    if (!grads[0] || !count) return TG_OK;
+    const int fresh = tg__fresh(node, 0);
+    if (!grads[0]) return TG_OK;
     TG__DISPATCH(logits->dtype, {
-        const double c = *(const T *)gout->data / (double)count;
+        const double c = count ? *(const T *)gout->data / (double)count : 0.0;
         const T *pk = kept->data;
         T *gx = grads[0], e[CHUNK];
         for (int64_t r = 0; r < targets->numel; r++) {
-            if (t[r] == node->args.i[0]) continue;
+            T *g = gx + r * V;
+            if (!count || t[r] == node->args.i[0]) {
+                if (fresh) memset(g, 0, (size_t)V * sizeof(T));
+                continue;
+            }
             const T *px = (const T *)logits->data + r * V;
             for (int64_t j0 = 0; j0 < V; j0 += CHUNK) {
                 const int64_t k = V - j0 < CHUNK ? V - j0 : CHUNK;
                 VEXPS_AT(px + j0, 1, k, pk[2 * r], pk[2 * r + 1], e);
-                for (int64_t j = 0; j < k; j++) gx[r * V + j0 + j] += (T)(c * e[j]);
+                if (fresh)
+                    for (int64_t j = 0; j < k; j++) g[j0 + j] = (T)(c * e[j]);
+                else
+                    for (int64_t j = 0; j < k; j++) g[j0 + j] += (T)(c * e[j]);
             }
-            gx[r * V + t[r]] -= (T)c;
+            g[t[r]] -= (T)c;
         }
     });
     return TG_OK;
@@ -298,8 +307,8 @@ TG__CLONES static tg_status ce_backward(const tg__node *node, const tg_tensor *g
 
 static const char *const names_ce[] = {"logits", "targets"};
 const tg__op tg__op_cross_entropy = {.name = "cross_entropy", .fn = "tg_cross_entropy", .names = names_ce,
-                                     .index_inputs = 1u << 1, .save = TG__SAVE_ALL, .flags = TG__KEEPS,
-                                     .iarg = {"ignore_index"},
+                                     .index_inputs = 1u << 1, .save = TG__SAVE_ALL,
+                                     .flags = TG__KEEPS | TG__FILLS, .iarg = {"ignore_index"},
                                      .shape = ce_shape, .forward = ce_forward, .backward = ce_backward};
 
 tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *targets, int64_t ignore_index) {
