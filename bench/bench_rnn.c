@@ -147,14 +147,15 @@ static double bound_rnn(gemms *g) {
 
 /* TimeLSTM's, at the layer's own shapes (tg_lstm.h): the input side of all T steps as one GEMM each way
    (xs @ Wx over N T rows; dA @ Wx^T and xs^T @ dA), the recurrent side per step (h @ Wh; dA_t @ Wh^T and
-   h^T @ dA_t), with GH = 4H gate columns. */
+   h^T @ dA_t; forward, h @ Wh adds onto the step's projection, beta = 1, as tg_addmm does), with GH = 4H
+   gate columns. */
 static double bound_lstm(gemms *g) {
     const int64_t N = g->N, T = g->T, D = g->D, H = g->H, GH = g->G * g->H;
     const CBLAS_TRANSPOSE n_ = CblasNoTrans, t_ = CblasTrans;
     double t0 = now_ms();
     SG(n_, n_, N * T, GH, D, g->X, D, g->Wx, GH, 0.0f, g->C, GH);
     for (int64_t t = 0; t < T; t++)
-        SG(n_, n_, N, GH, H, g->Hs + t * N * H, H, g->Wh, GH, 0.0f, g->C + t * N * GH, GH);
+        SG(n_, n_, N, GH, H, g->Hs + t * N * H, H, g->Wh, GH, 1.0f, g->C + t * N * GH, GH);
     for (int64_t t = T - 1; t >= 0; t--) {
         SG(n_, t_, N, H, GH, g->dT + t * N * GH, GH, g->Wh, GH, 0.0f, g->dH, H);
         SG(t_, n_, H, GH, N, g->Hs + t * N * H, H, g->dT + t * N * GH, GH, 1.0f, g->dWh, GH);

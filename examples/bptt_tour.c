@@ -402,7 +402,8 @@ static void part_b(void) {
 
 /* ================================================================================================
  * (c) The tape of a T = 3 TimeRNN. One linear projects every step's input at once (xs @ Wx + b); each
- * step is then a matmul (h_prev @ Wh), a select of its projection, an add and a tanh; stack gathers hs.
+ * step is then a select of its projection, an addmm (that + h_prev @ Wh, one GEMM) and a tanh; stack
+ * gathers hs.
  * Backward walks these lines from the bottom up. */
 
 static void part_c(void) {
@@ -416,7 +417,7 @@ static void part_c(void) {
     CHECK(layer && tape && tg_tensor_set_name(xs, "xs") == TG_OK && tg_time_rnn_forward(tape, layer, xs));
     CHECK(tg_tape_print(tape, stdout) == TG_OK);
     printf("    (h0(1,3) is the zero initial state: a leaf of the layer, so that dL/dh0 has somewhere to go;\n"
-           "    the picture draws the one Wh with an edge to each step's matmul: BPTT sums their gradients)\n");
+           "    the picture draws the one Wh with an edge to each step's addmm: BPTT sums their gradients)\n");
 
     char dot_path[1024], png_path[1024];
     out_path(dot_path, sizeof dot_path, "bptt_tape.dot");

@@ -31,13 +31,12 @@ static const char *const LSTM_STATES[2] = {"h", "c"};
 
 /* ---- the recurrent side of one step ---------------------------------------------------------- */
 
-/* LSTM, given xWb = x @ Wx + b (N,4H):  A = xWb + h_prev @ Wh, sliced in the book's order f, g, i, o.
-   One statement per op: C leaves the order of a call's arguments open, and the tape should read the
-   same everywhere. */
+/* LSTM, given xWb = x @ Wx + b (N,4H):  A = xWb + h_prev @ Wh (one tg_addmm: the GEMM adds onto a copy
+   of xWb), sliced in the book's order f, g, i, o. One statement per op: C leaves the order of a call's
+   arguments open, and the tape should read the same everywhere. */
 static tg_tensor *lstm_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg_tensor *c_prev, tg_tensor *Wh,
                             int64_t H, tg_tensor **c_next) {
-    tg_tensor *hWh = tg_matmul(tape, h_prev, Wh);
-    tg_tensor *A = tg_add(tape, xWb, hWh);
+    tg_tensor *A = tg_addmm(tape, xWb, h_prev, Wh);
     tg_tensor *f = tg_sigmoid(tape, tg_slice(tape, A, -1, 0, H));
     tg_tensor *g = tg_tanh(tape, tg_slice(tape, A, -1, H, 2 * H));
     tg_tensor *i = tg_sigmoid(tape, tg_slice(tape, A, -1, 2 * H, 3 * H));
@@ -54,16 +53,14 @@ static tg_tensor *gru_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg_
                            int64_t H) {
     /* z and r share one matmul and one sigmoid: [z r] = sigmoid(x [Wxz Wxr] + h_prev [Whz Whr] + [bz br]) */
     tg_tensor *x_zr = tg_slice(tape, xWb, -1, 0, 2 * H);
-    tg_tensor *h_zr = tg_matmul(tape, h_prev, Wh_zr);
-    tg_tensor *zr = tg_sigmoid(tape, tg_add(tape, x_zr, h_zr));
+    tg_tensor *zr = tg_sigmoid(tape, tg_addmm(tape, x_zr, h_prev, Wh_zr));
     tg_tensor *z = tg_slice(tape, zr, -1, 0, H);
     tg_tensor *r = tg_slice(tape, zr, -1, H, 2 * H);
     /* h~ = tanh(x Wxh + bh + (r * h_prev) Whh): the reset gate scales h_prev before Whh, the book's form
        (PyTorch's scales h_prev Whh after it) */
     tg_tensor *x_h = tg_slice(tape, xWb, -1, 2 * H, 3 * H);
     tg_tensor *rh = tg_mul(tape, r, h_prev);
-    tg_tensor *rhW = tg_matmul(tape, rh, Whh);
-    tg_tensor *h_hat = tg_tanh(tape, tg_add(tape, x_h, rhW));
+    tg_tensor *h_hat = tg_tanh(tape, tg_addmm(tape, x_h, rh, Whh));
     /* h_next = (1 - z) * h_prev + z * h~, written h_prev + z * (h~ - h_prev): three ops, not five */
     tg_tensor *step = tg_sub(tape, h_hat, h_prev);
     tg_tensor *zs = tg_mul(tape, z, step);

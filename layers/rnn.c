@@ -159,11 +159,12 @@ static tg_tensor *run(const char *fn, tg_tape *tape, tg_time_rnn *layer, tg_tens
     }
     /* An op failing inside (out of memory, a non-finite value) is told with the step it failed at. */
     for (int64_t t = 0; t < T; t++) {
-        tg_tensor *hWh = tg_matmul(tape, h, layer->Wh), *Pt = tg_select(tape, P, 1, t), *pre = tg_add(tape, hWh, Pt);
+        /* P_t + h @ Wh: the GEMM adds onto a copy of P_t (one op, not a matmul and an add) */
+        tg_tensor *Pt = tg_select(tape, P, 1, t), *pre = tg_addmm(tape, Pt, h, layer->Wh);
         h = tg_tanh(tape, pre);
-        /* Backward needs none of these three (add saves nothing, tanh its output): their memory serves the
+        /* Backward needs neither (addmm does not save c, tanh saves its output): their memory serves the
            next step, so that the tape keeps per step only h, as the seed's cache does. */
-        tg__tape_release(tape, hWh), tg__tape_release(tape, Pt), tg__tape_release(tape, pre);
+        tg__tape_release(tape, Pt), tg__tape_release(tape, pre);
         if (!h) {
             tg__context("%s: step %lld: ", fn, (long long)t);
             return NULL;

@@ -45,7 +45,7 @@
 
 /* One step: x (N,D), h_prev (N,H), c_prev (N,H), Wx (D,4H), Wh (H,4H), b (4H,) -> h_next (N,H), and
    c_next (N,H) into *c_next (required; NULL there on failure). Both outputs are the tape's. Recorded as
-   linear (x @ Wx + b), matmul (h_prev @ Wh), add, four slices of A with a sigmoid or tanh each, then
+   linear (x @ Wx + b), addmm (A = that + h_prev @ Wh), four slices of A with a sigmoid or tanh each, then
    mul, mul, add for c_next and tanh, mul for h_next. H is Wh's rows. TG_ESHAPE for Wx not (D,4H), Wh
    not (H,4H), b not (4H,), x not (N,D), h_prev or c_prev not (N,H); TG_EDTYPE. */
 tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor *c_prev,

@@ -45,7 +45,7 @@ typedef struct tg_time_rnn tg_time_rnn;
 tg_time_rnn *tg_time_rnn_new(tg_tensor *Wx, tg_tensor *Wh, tg_tensor *b, int stateful);
 void tg_time_rnn_free(tg_time_rnn *layer);
 /* xs (N,T,D) -> hs (N,T,H), recorded on tape: one linear, xs @ Wx + b for every step at once, then per
-   step the recurrent part (matmul h_prev @ Wh, select of the step's projection, add, tanh), then one
+   step the recurrent part (select of the step's projection, addmm adding h_prev @ Wh to it, tanh), then one
    stack, and one add first when a state is set. The cell's arithmetic, in the seed's order. T >= 1.
    N is free, but a kept state fixes it: xs of another N is refused (TG_ESHAPE) until reset_state or
    set_state. A failed forward leaves the kept state as it was. Forwards of several N may share one

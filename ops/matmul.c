@@ -263,29 +263,45 @@ static tg_status linear_shape(const char *fn, tg_tensor *const *in, int n, tg__a
     return TG_OK;
 }
 
+/* y, which holds what x W is added to, += x W: one GEMM with beta = 1 over all the rows. */
+static void xw_forward(const tg_tensor *x, const tg_tensor *W, tg_tensor *y) {
+    int64_t K = W->shape[0], M = W->shape[1], R = M ? y->numel / M : 0;
+    if (K) tg__gemm(y->dtype, 0, 0, R, M, K, x->data, K, W->data, M, 1.0, y->data, M);
+}
+
+/* dx += dy W^T, dW += x^T dy (beta = 1 in place, 0 into a fresh buffer), for x = node->in[i], W the next. */
+static void xw_backward(const tg__node *node, int i, const tg_tensor *gout, void *const *grads) {
+    const tg_tensor *x = node->in[i], *W = node->in[i + 1];
+    int64_t K = W->shape[0], M = W->shape[1], R = M ? gout->numel / M : 0;
+    if (M == 0) {
+        empty_sum(node, i, grads[i], x->numel, x->dtype);
+        return;
+    }
+    if (grads[i]) tg__gemm(x->dtype, 0, 1, R, K, M, gout->data, M, W->data, M, !tg__fresh(node, i), grads[i], K);
+    if (grads[i + 1] && R)
+        tg__gemm(x->dtype, 1, 0, K, M, R, x->data, K, gout->data, M, !tg__fresh(node, i + 1), grads[i + 1], M);
+    else if (!R) empty_sum(node, i + 1, grads[i + 1], K * M, x->dtype);
+}
+
 /* Each row starts as b (or 0) and the GEMM adds x W onto it with beta = 1: no second pass for the bias. */
 static tg_status linear_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *y) {
     (void)args;
-    const tg_tensor *x = in[0], *W = in[1];
-    int64_t K = W->shape[0], M = W->shape[1], R = M ? y->numel / M : 0;
+    int64_t M = in[1]->shape[1], R = M ? y->numel / M : 0;
     size_t es = tg__dsize(y->dtype), row = (size_t)M * es;
     if (n > 2)
         for (int64_t r = 0; r < R; r++) memcpy((char *)y->data + (size_t)r * row, in[2]->data, row);
     else if (y->numel)
         memset(y->data, 0, (size_t)y->numel * es);
-    if (K) tg__gemm(y->dtype, 0, 0, R, M, K, x->data, K, W->data, M, 1.0, y->data, M);
+    xw_forward(in[0], in[1], y);
     return TG_OK;
 }
 
-/* dx += dy W^T, dW += x^T dy (beta = 1 in place, 0 into a fresh buffer), db += the column sums of dy. */
+/* db += the column sums of dy. */
 static tg_status linear_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    const tg_tensor *x = node->in[0], *W = node->in[1];
-    int64_t K = W->shape[0], M = W->shape[1], R = M ? gout->numel / M : 0;
-    if (M == 0) return empty_sum(node, 0, grads[0], x->numel, x->dtype), TG_OK;
-    if (grads[0]) tg__gemm(x->dtype, 0, 1, R, K, M, gout->data, M, W->data, M, !tg__fresh(node, 0), grads[0], K);
-    if (grads[1] && R) tg__gemm(x->dtype, 1, 0, K, M, R, x->data, K, gout->data, M, !tg__fresh(node, 1), grads[1], M);
-    else if (!R) empty_sum(node, 1, grads[1], K * M, x->dtype);
-    if (node->n_in > 2 && grads[2]) {
+    const tg_tensor *x = node->in[0];
+    int64_t M = node->in[1]->shape[1], R = M ? gout->numel / M : 0;
+    xw_backward(node, 0, gout, grads);
+    if (M && node->n_in > 2 && grads[2]) {
         empty_sum(node, 2, grads[2], M, x->dtype);
         TG__DISPATCH(x->dtype, {
             const T *g = gout->data;
@@ -304,4 +320,48 @@ const tg__op tg__op_linear = {.name = "linear", .fn = "tg_linear", .names = name
 
 tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b) {
     return tg__apply(tape, &tg__op_linear, (tg_tensor *[]){x, W, b}, b ? 3 : 2, &(tg__args){0});
+}
+
+/* addmm: c + x W, c of the output's shape; x and W as tg_linear's (its checks, on in + 1). */
+static tg_status addmm_shape(const char *fn, tg_tensor *const *in, int n, tg__args *args, int *ndim,
+                             int64_t *shape) {
+    (void)n;
+    const tg_tensor *c = in[0];
+    char sc[TG__SHAPE_STR], sx[TG__SHAPE_STR], sw[TG__SHAPE_STR], sy[TG__SHAPE_STR];
+    if (linear_shape(fn, in + 1, 2, args, ndim, shape)) return TG_ESHAPE;
+    if (c->ndim != *ndim || memcmp(c->shape, shape, (size_t)*ndim * sizeof *shape))
+        return tg__fail(TG_ESHAPE, "%s: c is %s; want x @ W's shape %s (x %s, W %s)", fn,
+                        tg__shape_str(c->ndim, c->shape, sc), tg__shape_str(*ndim, shape, sy),
+                        tg__shape_str(in[1]->ndim, in[1]->shape, sx), tg__shape_str(2, in[2]->shape, sw));
+    return TG_OK;
+}
+
+static tg_status addmm_forward(tg_tensor *const *in, int n, const tg__args *args, tg_tensor *y) {
+    (void)n, (void)args;
+    if (y->numel) memcpy(y->data, in[0]->data, (size_t)y->numel * tg__dsize(y->dtype));
+    xw_forward(in[1], in[2], y);
+    return TG_OK;
+}
+
+/* dc += dy (a copy into a fresh buffer), then x's and W's as tg_linear's. */
+static tg_status addmm_backward(const tg__node *node, const tg_tensor *gout, void *const *grads) {
+    if (grads[0] && tg__fresh(node, 0) && gout->numel)
+        memcpy(grads[0], gout->data, (size_t)gout->numel * tg__dsize(gout->dtype));
+    else if (grads[0])
+        TG__DISPATCH(gout->dtype, {
+            const T *restrict g = gout->data;
+            T *restrict gc = grads[0];
+            for (int64_t k = 0; k < gout->numel; k++) gc[k] += g[k];
+        });
+    xw_backward(node, 1, gout, grads);
+    return TG_OK;
+}
+
+static const char *const names_cxw[] = {"c", "x", "W"};
+const tg__op tg__op_addmm = {.name = "addmm", .fn = "tg_addmm", .names = names_cxw, .save = TG__SAVE_INPUTS,
+                             .unsaved = 1u << 0, .flags = TG__FILLS, .shape = addmm_shape, .forward = addmm_forward,
+                             .backward = addmm_backward};
+
+tg_tensor *tg_addmm(tg_tape *tape, tg_tensor *c, tg_tensor *x, tg_tensor *W) {
+    return tg__apply(tape, &tg__op_addmm, (tg_tensor *[]){c, x, W}, 3, &(tg__args){0});
 }

@@ -42,6 +42,14 @@ tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
    and W. */
 tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b);
 
+/* c (...,M) + x (...,K) @ W (K,M) -> (...,M), c of the output's shape exactly (torch.addmm broadcasts c;
+   a row of biases is tg_linear's b). The GEMM adds onto a copy of c (beta = 1), so that a recurrent step's
+   (x Wx + b) + h Wh is one op, not a matmul and an add: a pass over (N,4H) less each way. x's leading dims
+   are rows, as tg_linear's. Backward: dc += dy, dx += dy W^T, dW += x^T dy. Saves x and W. TG_ESHAPE
+   naming the shapes for tg_linear's reasons (x 0-d, W not 2-d, K differing, dims beyond BLAS's int range)
+   and for c not of x @ W's shape. */
+tg_tensor *tg_addmm(tg_tape *tape, tg_tensor *c, tg_tensor *x, tg_tensor *W);
+
 /* Elementwise a + b, a - b, a * b and a / b with NumPy broadcasting: shapes are aligned at the right,
    and each pair of dims must be equal or one of them 1, which is stretched; (N,H) + (H,) adds a bias
    to every row. Backward sums the gradient over the stretched dims. tg_mul saves a and b; tg_div

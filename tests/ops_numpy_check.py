@@ -153,6 +153,16 @@ def ref(op, xs, a):
             return [(g2 @ W.T).reshape(x.shape), x2.T @ g2] + ([g2.sum(axis=0)] if len(xs) > 2 else [])
 
         return x @ W + (xs[2] if len(xs) > 2 else 0), vjp
+    if op == "addmm":
+        xm, W = xs[1], xs[2]
+        K, Mo = W.shape
+        x2 = xm.reshape(-1, K)
+
+        def vjp(g):
+            g2 = g.reshape(-1, Mo)
+            return [g, (g2 @ W.T).reshape(xm.shape), x2.T @ g2]
+
+        return x + xm @ W, vjp
     if op == "embedding":
         idx = xs[1]
 
@@ -232,6 +242,8 @@ def cases():
     yield "concat axis -1", "concat", [U(3, 2), U(3, 5)], [-1]
     yield "linear (N,T,H)", "linear", [U(2, 3, 4), U(4, 5), U(5)], []
     yield "linear 1-d, no bias", "linear", [U(4), U(4, 3)], []
+    yield "addmm (N,T,H)", "addmm", [U(2, 3, 5), U(2, 3, 4), U(4, 5)], []
+    yield "addmm 1-d x", "addmm", [U(3), U(4), U(4, 3)], []
     yield "embedding (N,T) with repeats", "embedding", [U(5, 3), np.array([[0, 4, 4], [2, 0, 4]])], []
     yield "softmax axis 0", "softmax", [U(3, 4, lo=-5, hi=5)], [0]
     yield "log_softmax axis -1", "log_softmax", [U(2, 3, 6, lo=-5, hi=5)], [-1]

@@ -35,6 +35,7 @@ static tg_tensor *run(tg_tape *tape, const char *op, tg_tensor **in, int n, cons
     if (!strcmp(op, "transpose")) return tg_transpose(tape, in[0], (int)a[0], (int)a[1]);
     if (!strcmp(op, "concat")) return tg_concat(tape, in, n, (int)a[0]);
     if (!strcmp(op, "linear")) return tg_linear(tape, in[0], in[1], n > 2 ? in[2] : NULL);
+    if (!strcmp(op, "addmm")) return tg_addmm(tape, in[0], in[1], in[2]);
     if (!strcmp(op, "embedding")) return tg_embedding(tape, in[0], in[1]);
     if (!strcmp(op, "softmax")) return tg_softmax(tape, in[0], (int)a[0]);
     if (!strcmp(op, "log_softmax")) return tg_log_softmax(tape, in[0], (int)a[0]);

@@ -290,6 +290,24 @@ Test(nn, errors_name_the_op_and_the_values) {
     cr_expect_null(tg_linear(tape, NULL, W, b));
     tt_expect_error(TG_EINVAL, "tg_linear: x is NULL");
 
+    tg_tensor *y = tg_linear(tape, x, W, NULL); /* (2,5) */
+    cr_expect_null(tg_addmm(tape, W, x, W));
+    tt_expect_error(TG_ESHAPE, "tg_addmm: c is (3,5); want x @ W's shape (2,5) (x (2,3), W (3,5))");
+    cr_expect_null(tg_addmm(tape, b, x, W)); /* no broadcasting of c */
+    tt_expect_error(TG_ESHAPE, "tg_addmm: c is (5,); want x @ W's shape (2,5) (x (2,3), W (3,5))");
+    cr_expect_null(tg_addmm(tape, y, x, W45));
+    tt_expect_error(TG_ESHAPE, "tg_addmm: x's last dim differs from W's first: x (2,3) @ W (4,5)");
+    cr_expect_null(tg_addmm(tape, y, x0, W));
+    tt_expect_error(TG_ESHAPE, "tg_addmm: x is 0-d; want (...,K) with at least 1 dim");
+    cr_expect_null(tg_addmm(tape, y, x, s));
+    tt_expect_error(TG_ESHAPE, "tg_addmm: W is (3,); want a 2-d (K,M) weight (x is (2,3))");
+    cr_expect_null(tg_addmm(tape, W32, x, W));
+    tt_expect_error(TG_EDTYPE, "tg_addmm: dtypes differ: c is f32, x is f64 (no promotion)");
+    cr_expect_null(tg_addmm(tape, NULL, x, W));
+    tt_expect_error(TG_EINVAL, "tg_addmm: c is NULL");
+    cr_expect_null(tg_addmm(NULL, y, x, W));
+    tt_expect_error(TG_EINVAL, "tg_addmm: tape is NULL");
+
     cr_expect_null(tg_embedding(tape, W, x));
     tt_expect_error(TG_EDTYPE, "tg_embedding: indices is f64; want i64 indices");
     cr_expect_null(tg_embedding(tape, ix, ix));

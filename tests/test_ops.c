@@ -69,6 +69,7 @@ static tg_tensor *run_op(tg_tape *tape, tg_tensor *const *in, void *ctx) {
     if (!strcmp(op, "transpose")) return tg_transpose(tape, in[0], (int)c->arg[0], (int)c->arg[1]);
     if (!strcmp(op, "concat")) return tg_concat(tape, in, c->n, (int)c->arg[0]);
     if (!strcmp(op, "linear")) return tg_linear(tape, in[0], in[1], c->n > 2 ? in[2] : NULL);
+    if (!strcmp(op, "addmm")) return tg_addmm(tape, in[0], in[1], in[2]);
     if (!strcmp(op, "embedding")) return tg_embedding(tape, in[0], in[1]);
     if (!strcmp(op, "softmax")) return tg_softmax(tape, in[0], (int)c->arg[0]);
     if (!strcmp(op, "log_softmax")) return tg_log_softmax(tape, in[0], (int)c->arg[0]);
@@ -181,6 +182,10 @@ static const op_case cases[] = {
     {"linear", 2, {2, 2}, {S(2, 3), S(3, 4)}, {0}},                   /* b NULL */
     {"linear", 3, {2, 2, 1}, {S(1, 1), S(1, 1), S(1)}, {0}},
     {"linear", 3, {3, 2, 1}, {S(2, 1, 3), S(3, 1), S(1)}, {0}},
+    {"addmm", 3, {2, 2, 2}, {S(4, 2), S(4, 3), S(3, 2)}, {0}},
+    {"addmm", 3, {1, 1, 2}, {S(2), S(3), S(3, 2)}, {0}},              /* x 1-d */
+    {"addmm", 3, {3, 3, 2}, {S(2, 3, 5), S(2, 3, 4), S(4, 5)}, {0}},  /* (N,T,H): one GEMM */
+    {"addmm", 3, {2, 2, 2}, {S(1, 1), S(1, 1), S(1, 1)}, {0}},
     {"embedding", 2, {2, 1}, {S(5, 3), S(6)}, {0}, .index_mask = 2, .index_max = 3}, /* repeats, unused rows */
     {"embedding", 2, {2, 0}, {S(4, 2), S(0)}, {0}, .index_mask = 2, .index_max = 4}, /* 0-d indices */
     {"embedding", 2, {2, 2}, {S(4, 3), S(2, 3)}, {0}, .index_mask = 2, .index_max = 4}, /* (N,T) */
