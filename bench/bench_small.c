@@ -13,9 +13,11 @@
  * times are medians. Also the time of the step's parts that are not GEMMs, measured apart: the optimizer
  * step alone and the per-op overhead (bench_rnn's).
  *
- * Usage: bench_small [--quick] [--reps n] [--only rnnlm|attention]
+ * Usage: bench_small [--quick] [--reps n] [--only rnnlm|attention] [--vocab V]
  *   --quick   two repetitions of each (a meson test, so that this file cannot rot; timings meaningless)
  *   --only    one of the two steps (for a profiler)
+ *   --vocab   rnnlm's vocabulary (default 340; examples/rnnlm and bench/rnnlm_numpy.py on their default
+ *             text have 427)
  * Output: a table, then JSON lines (starting with '{').
  */
 #include <math.h>
@@ -175,15 +177,17 @@ static result bench(model *m, int reps) {
 
 int main(int argc, char **argv) {
     int quick = 0, reps = 200;
+    int64_t vocab = 340;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc && atoi(argv[i + 1]) > 1) vocab = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
                  (!strcmp(argv[i + 1], "rnnlm") || !strcmp(argv[i + 1], "attention")))
             only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps n] [--only rnnlm|attention]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--reps n] [--only rnnlm|attention] [--vocab V (> 1)]\n", argv[0]);
             return 2;
         }
     }
@@ -193,7 +197,7 @@ int main(int argc, char **argv) {
     model ms[2] = {{.name = "rnnlm"}, {.name = "attention"}};
     for (int i = 0; i < 2; i++)
         if (!only || !strcmp(only, ms[i].name))
-            ms[i] = i ? model_new("attention", 1, 128, 29, 10, 59, 16, 256) : model_new("rnnlm", 0, 10, 0, 5, 340, 100, 100);
+            ms[i] = i ? model_new("attention", 1, 128, 29, 10, 59, 16, 256) : model_new("rnnlm", 0, 10, 0, 5, vocab, 100, 100);
     printf("# bench_small: f32 training steps of the book-sized models, 1 OpenBLAS thread, medians of %d%s\n", reps,
            quick ? " (--quick: timings meaningless)" : "");
     printf("# bound: the step's own GEMMs (logged from one step) replayed alone through tg__gemm\n");
