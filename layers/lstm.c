@@ -51,7 +51,7 @@ static tg_tensor *lstm_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg
 /* GRU, given xWb = x @ Wx + b (N,3H) and Wh's columns Wh_zr = [Whz Whr] (H,2H) and Whh (H,H). */
 static tg_tensor *gru_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg_tensor *Wh_zr, tg_tensor *Whh,
                            int64_t H) {
-    /* z and r share one matmul and one sigmoid: [z r] = sigmoid(x [Wxz Wxr] + h_prev [Whz Whr] + [bz br]) */
+    /* z and r share one addmm and one sigmoid: [z r] = sigmoid(x [Wxz Wxr] + h_prev [Whz Whr] + [bz br]) */
     tg_tensor *x_zr = tg_slice(tape, xWb, -1, 0, 2 * H);
     tg_tensor *zr = tg_sigmoid(tape, tg_addmm(tape, x_zr, h_prev, Wh_zr));
     tg_tensor *z = tg_slice(tape, zr, -1, 0, H);
