@@ -34,14 +34,6 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-/* Forced inlining where the compiler declines: tg__apply's parts, specialised for the input count, and
-   check_saved, called from two places in run_node (a call there cost 5 % of an op's tape overhead). */
-#if defined(__GNUC__)
-#define TG__INLINE inline __attribute__((always_inline))
-#else
-#define TG__INLINE inline
-#endif
-
 static inline void poison(void *p, size_t n) {
     ASAN_POISON_MEMORY_REGION(p, n);
     (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
@@ -215,8 +207,27 @@ static TG__INLINE tg_tensor *new_out(const char *fn, tg_tape *tape, tg_dtype dty
     return t;
 }
 
-/* TG_CHECK_SAVED's fingerprints (core/fingerprint.c). The hash of t's data: */
-uint64_t tg__fp_hash(const tg_tensor *t);
+/* TG_CHECK_SAVED's fingerprints (core/fingerprint.c). The hash of t's data: a scalar (a loss, a step's
+   scale, the tape-overhead chain's elements) is its own fingerprint, its bits, exact, and cheaper than
+   XXH3's short-input path; larger data is one XXH3 call (tg__fp_hash_bytes). Inline: with checks on, an
+   op hashes the output it saves twice, and the calls were 4 % of its tape overhead. */
+uint64_t tg__fp_hash_bytes(const void *p, size_t bytes);
+static inline uint64_t tg__fp_hash(const tg_tensor *t) {
+    size_t bytes = (size_t)t->numel * tg__dsize(t->dtype);
+    /* fixed-size loads: a memcpy of `bytes` into a zeroed word stalls on the store that zeroed it */
+    if (bytes == sizeof(float)) {
+        uint32_t bits;
+        memcpy(&bits, t->data, sizeof bits);
+        return bits;
+    }
+    if (bytes == sizeof(double)) {
+        uint64_t bits;
+        memcpy(&bits, t->data, sizeof bits);
+        return bits;
+    }
+    return bytes ? tg__fp_hash_bytes(t->data, bytes) : 0;
+}
+
 /* 1 + the index of t's fingerprint in this recording, made (and t hashed) when node is the first to save
    it; 0 on TG_ENOMEM. */
 uint32_t tg__fingerprint_of(tg_tape *tape, tg_tensor *t, int64_t node);

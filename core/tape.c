@@ -464,7 +464,9 @@ static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
     return TG_OK;
 }
 
-static tg_status run_node(tg_tape *tape, int64_t k) {
+/* planted: the op whose backward a test swapped (tg__override_backward), read once per tg_backward, as a
+   thread-local read through the shared library is a call (__tls_get_addr), twice per node otherwise. */
+static TG__INLINE tg_status run_node(tg_tape *tape, int64_t k, const tg__op *planted) {
     tg__node *node = &tape->nodes[k];
     /* A saved tensor's first reader in backward fetches it from far memory (a step's h, its xs): hashing it
        after that read finds it in cache, which at W2 takes a third off what the check costs. So a built-in
@@ -476,7 +478,7 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     if (st) return st;
     /* A TG__FILLS op gets new buffers unzeroed, but not while proving that backwards add, nor for a test's
        planted backward, nor twice in one node (x * x: the second use adds to the first). */
-    int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && override_op != node->op;
+    int fills = (node->op->flags & TG__FILLS) && !tape->check_accumulate && planted != node->op;
     void *few[8]; /* most nodes have few inputs: no arena block for their lists */
     unsigned char few_fresh[8] = {0}, *fresh = few_fresh;
     void **grads = node->n_in <= 8 ? few : arena_take(tape, (size_t)node->n_in * (sizeof *grads + 1));
@@ -501,8 +503,9 @@ static tg_status run_node(tg_tape *tape, int64_t k) {
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    st = tape->check_accumulate ? tg__node_backward(tape, node, k, &gout, grads, 1)
-                                : call_backward(tape, node, &gout, grads);
+    if (tape->check_accumulate) st = tg__node_backward(tape, node, k, &gout, grads, 1);
+    else if (node->op == planted || (node->op->flags & TG__OPAQUE)) st = call_backward(tape, node, &gout, grads);
+    else st = node->op->backward(node, &gout, grads);
     node->fresh = NULL;
     if (!st && node->fp && !early) st = check_saved(tape, node);
     if (st) return st;
@@ -526,9 +529,10 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *out, const tg_tensor *grad_out) 
     st = seed_grad(tape, out, grad_out);
     /* Node k's gradient is complete when k is reached (its consumers come later on the tape), and dies
        once its backward has run, unless retained. */
+    const tg__op *planted = override_op;
     for (int64_t k = tape->n_nodes - 1; k >= 0 && !st; k--) {
         tg_tensor *t = tape->nodes[k].out;
-        if (t->grad && !(st = run_node(tape, k)) && !(t->flags & TG__RETAIN)) give_spare(tape, t);
+        if (t->grad && !(st = run_node(tape, k, planted)) && !(t->flags & TG__RETAIN)) give_spare(tape, t);
     }
     /* A failure leaves the gradients of the nodes not reached; a retained output that got no gradient gets
        zeros. Both need a second walk, which the common case skips (it touches every header again). */

@@ -113,6 +113,8 @@ static inline int tg__fresh(const tg__node *node, int i) { return node->fresh &&
 /* The shared path of every op: see tg__op. in[0..n) may hold NULLs (the first error is kept).
    NULL on failure. */
 tg_tensor *tg__apply(tg_tape *tape, const tg__op *op, tg_tensor *const *in, int n, const tg__args *args);
+/* The arguments of an op that takes none: one constant, where a compound literal is zeroed at every call. */
+static const tg__args tg__no_args;
 /* A node's name: the custom op's, else the built-in's. */
 const char *tg__node_name(const tg__node *node);
 
@@ -180,6 +182,16 @@ int tg__nonfinite(const tg_tensor *t, const void *data);
             __VA_ARGS__                                                                            \
         }                                                                                          \
     } while (0)
+
+/* Forced inlining where the compiler declines: tg__apply's parts, specialised for the input count;
+   check_saved, called from two places in run_node (a call there cost 5 % of an op's tape overhead), and
+   run_node in tg_backward's loop (2 %); the binary ops' one body inside each of its TG__CLONES copies (a
+   call would leave it unvectorized). */
+#if defined(__GNUC__)
+#define TG__INLINE inline __attribute__((always_inline))
+#else
+#define TG__INLINE inline
+#endif
 
 /* An element-wise loop worth wider vectors: a copy for AVX-512 and one for AVX2 beside the baseline
    x86-64 one, picked when the library loads (target_clones, through glibc's ifunc). The baseline build

@@ -231,7 +231,7 @@ const tg__op tg__op_matmul = {.name = "matmul", .fn = "tg_matmul", .names = name
                               .backward = matmul_backward};
 
 tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b) {
-    return tg__apply(tape, &tg__op_matmul, (tg_tensor *[]){a, b}, 2, &(tg__args){0});
+    return tg__apply(tape, &tg__op_matmul, (tg_tensor *[]){a, b}, 2, &tg__no_args);
 }
 
 /* linear: x viewed as (R,K) with R = numel(x) / K, the leading dims flattened, so that a whole
@@ -319,7 +319,7 @@ const tg__op tg__op_linear = {.name = "linear", .fn = "tg_linear", .names = name
                               .backward = linear_backward};
 
 tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *W, tg_tensor *b) {
-    return tg__apply(tape, &tg__op_linear, (tg_tensor *[]){x, W, b}, b ? 3 : 2, &(tg__args){0});
+    return tg__apply(tape, &tg__op_linear, (tg_tensor *[]){x, W, b}, b ? 3 : 2, &tg__no_args);
 }
 
 /* addmm: c + x W, c of the output's shape; x and W as tg_linear's (its checks, on in + 1). */
@@ -363,5 +363,5 @@ const tg__op tg__op_addmm = {.name = "addmm", .fn = "tg_addmm", .names = names_c
                              .backward = addmm_backward};
 
 tg_tensor *tg_addmm(tg_tape *tape, tg_tensor *c, tg_tensor *x, tg_tensor *W) {
-    return tg__apply(tape, &tg__op_addmm, (tg_tensor *[]){c, x, W}, 3, &(tg__args){0});
+    return tg__apply(tape, &tg__op_addmm, (tg_tensor *[]){c, x, W}, 3, &tg__no_args);
 }

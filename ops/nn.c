@@ -62,7 +62,7 @@ const tg__op tg__op_embedding = {.name = "embedding", .fn = "tg_embedding", .nam
                                  .backward = embedding_backward};
 
 tg_tensor *tg_embedding(tg_tape *tape, tg_tensor *table, tg_tensor *indices) {
-    return tg__apply(tape, &tg__op_embedding, (tg_tensor *[]){table, indices}, 2, &(tg__args){0});
+    return tg__apply(tape, &tg__op_embedding, (tg_tensor *[]){table, indices}, 2, &tg__no_args);
 }
 
 /* ---- softmax and log_softmax along an axis: x viewed as (outer, n, inner), args.i[0] the axis ---- */

@@ -360,4 +360,4 @@ tg_tensor *tg_reshape(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *shap
 static const tg__op op_detach = {.name = "detach", .fn = "tg_detach", .names = names_x, .flags = TG__CONSTANT,
                                  .shape = tg__shape_of_first, .forward = copy_forward};
 
-tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &op_detach, &x, 1, &(tg__args){0}); }
+tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x) { return tg__apply(tape, &op_detach, &x, 1, &tg__no_args); }
