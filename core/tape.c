@@ -340,8 +340,11 @@ void tg__override_backward(const tg__op *op, tg_status (*backward)(const tg__nod
     override_fn = backward;
 }
 
-static tg_status call_backward(tg_tape *tape, const tg__node *node, const tg_tensor *gout, void *const *grads) {
-    tg__backward_fn backward = override_op == node->op ? override_fn : node->op->backward;
+/* planted: override_op, which tg_backward reads once for all its nodes: through the shared library a
+   thread-local read is a call (__tls_get_addr). */
+static TG__INLINE tg_status call_backward(tg_tape *tape, const tg__node *node, const tg__op *planted,
+                                          const tg_tensor *gout, void *const *grads) {
+    tg__backward_fn backward = planted == node->op ? override_fn : node->op->backward;
     if (node->op->flags & TG__OPAQUE) return tg__custom_backward(tape, node, backward, gout, grads);
     return backward(node, gout, grads);
 }
@@ -374,7 +377,7 @@ static void *scratch(tg_tape *tape, size_t bytes) {
 
 tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, const tg_tensor *gout,
                             void *const *all, int check) {
-    if (!check) return call_backward(tape, node_in, gout, all);
+    if (!check) return call_backward(tape, node_in, override_op, gout, all);
     tg__node copy = *node_in, *node = &copy;
     copy.fresh = NULL; /* proving that it adds: every buffer holds something */
     /* Twice: once on the buffers as they are (S, giving R), once on S + P. A backward that adds gives R + P
@@ -400,7 +403,7 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
         next += 2 * ((bytes + 63) & ~(size_t)63);
         if (bytes) memcpy(keep[i], grads[i], bytes);
     }
-    tg_status st = call_backward(tape, node, gout, all);
+    tg_status st = call_backward(tape, node, override_op, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -411,7 +414,7 @@ tg_status tg__node_backward(tg_tape *tape, const tg__node *node_in, int64_t k, c
             for (int64_t j = 0, p = 0; j < x->numel; j++, p = NEXT(p)) g[j] = s0[j] + (T)PATTERN(p);
         });
     }
-    if (!st) st = call_backward(tape, node, gout, all);
+    if (!st) st = call_backward(tape, node, override_op, gout, all);
     for (int i = 0; i < n && !st; i++) {
         if (!grads[i]) continue;
         const tg_tensor *x = node->in[i];
@@ -464,8 +467,7 @@ static TG__INLINE tg_status check_saved(tg_tape *tape, const tg__node *node) {
     return TG_OK;
 }
 
-/* planted: the op whose backward a test swapped (tg__override_backward), read once per tg_backward, as a
-   thread-local read through the shared library is a call (__tls_get_addr), twice per node otherwise. */
+/* planted: the op whose backward a test swapped (tg__override_backward), read once per tg_backward. */
 static TG__INLINE tg_status run_node(tg_tape *tape, int64_t k, const tg__op *planted) {
     tg__node *node = &tape->nodes[k];
     /* A saved tensor's first reader in backward fetches it from far memory (a step's h, its xs): hashing it
@@ -503,9 +505,8 @@ static TG__INLINE tg_status run_node(tg_tape *tape, int64_t k, const tg__op *pla
     gout.grad = NULL;
     gout.flags = 0;
     node->fresh = fills ? fresh : NULL;
-    if (tape->check_accumulate) st = tg__node_backward(tape, node, k, &gout, grads, 1);
-    else if (node->op == planted || (node->op->flags & TG__OPAQUE)) st = call_backward(tape, node, &gout, grads);
-    else st = node->op->backward(node, &gout, grads);
+    st = tape->check_accumulate ? tg__node_backward(tape, node, k, &gout, grads, 1)
+                                : call_backward(tape, node, planted, &gout, grads);
     node->fresh = NULL;
     if (!st && node->fp && !early) st = check_saved(tape, node);
     if (st) return st;
