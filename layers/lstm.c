@@ -37,15 +37,23 @@ static const char *const LSTM_STATES[2] = {"h", "c"};
 static tg_tensor *lstm_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg_tensor *c_prev, tg_tensor *Wh,
                             int64_t H, tg_tensor **c_next) {
     tg_tensor *A = tg_addmm(tape, xWb, h_prev, Wh);
-    tg_tensor *f = tg_sigmoid(tape, tg_slice(tape, A, -1, 0, H));
-    tg_tensor *g = tg_tanh(tape, tg_slice(tape, A, -1, H, 2 * H));
-    tg_tensor *i = tg_sigmoid(tape, tg_slice(tape, A, -1, 2 * H, 3 * H));
-    tg_tensor *o = tg_sigmoid(tape, tg_slice(tape, A, -1, 3 * H, 4 * H));
-    tg_tensor *fc = tg_mul(tape, f, c_prev);
-    tg_tensor *gi = tg_mul(tape, g, i);
+    tg_tensor *As[4], *gate[4]; /* f, g, i, o: A's four slices, then their activations */
+    for (int k = 0; k < 4; k++) {
+        As[k] = tg_slice(tape, A, -1, k * H, (k + 1) * H);
+        gate[k] = k == 1 ? tg_tanh(tape, As[k]) : tg_sigmoid(tape, As[k]);
+    }
+    tg_tensor *fc = tg_mul(tape, gate[0], c_prev);
+    tg_tensor *gi = tg_mul(tape, gate[1], gate[2]);
     tg_tensor *c = tg_add(tape, fc, gi); /* c_next = f * c_prev + g * i */
     *c_next = c;
-    return tg_mul(tape, o, tg_tanh(tape, c)); /* h_next = o * tanh(c_next) */
+    tg_tensor *h = tg_mul(tape, gate[3], tg_tanh(tape, c)); /* h_next = o * tanh(c_next) */
+    /* Backward reads none of A, its slices, fc, gi (slice and add save nothing; sigmoid and tanh save
+       their outputs): their memory serves the next outputs while still in cache, so that a step's
+       recording keeps only the gates, c, tanh(c) and h. */
+    tg__tape_release(tape, A);
+    for (int k = 0; k < 4; k++) tg__tape_release(tape, As[k]);
+    tg__tape_release(tape, fc), tg__tape_release(tape, gi);
+    return h;
 }
 
 /* GRU, given xWb = x @ Wx + b (N,3H) and Wh's columns Wh_zr = [Whz Whr] (H,2H) and Whh (H,H). */
@@ -53,18 +61,25 @@ static tg_tensor *gru_step(tg_tape *tape, tg_tensor *xWb, tg_tensor *h_prev, tg_
                            int64_t H) {
     /* z and r share one addmm and one sigmoid: [z r] = sigmoid(x [Wxz Wxr] + h_prev [Whz Whr] + [bz br]) */
     tg_tensor *x_zr = tg_slice(tape, xWb, -1, 0, 2 * H);
-    tg_tensor *zr = tg_sigmoid(tape, tg_addmm(tape, x_zr, h_prev, Wh_zr));
+    tg_tensor *a_zr = tg_addmm(tape, x_zr, h_prev, Wh_zr);
+    tg_tensor *zr = tg_sigmoid(tape, a_zr);
     tg_tensor *z = tg_slice(tape, zr, -1, 0, H);
     tg_tensor *r = tg_slice(tape, zr, -1, H, 2 * H);
     /* h~ = tanh(x Wxh + bh + (r * h_prev) Whh): the reset gate scales h_prev before Whh, the book's form
        (PyTorch's scales h_prev Whh after it) */
     tg_tensor *x_h = tg_slice(tape, xWb, -1, 2 * H, 3 * H);
     tg_tensor *rh = tg_mul(tape, r, h_prev);
-    tg_tensor *h_hat = tg_tanh(tape, tg_addmm(tape, x_h, rh, Whh));
+    tg_tensor *a_h = tg_addmm(tape, x_h, rh, Whh);
+    tg_tensor *h_hat = tg_tanh(tape, a_h);
     /* h_next = (1 - z) * h_prev + z * h~, written h_prev + z * (h~ - h_prev): three ops, not five */
     tg_tensor *step = tg_sub(tape, h_hat, h_prev);
     tg_tensor *zs = tg_mul(tape, z, step);
-    return tg_add(tape, h_prev, zs);
+    tg_tensor *h = tg_add(tape, h_prev, zs);
+    /* as in lstm_step, what backward does not read goes back to the tape (addmm does not save its c,
+       add saves nothing) */
+    tg__tape_release(tape, x_zr), tg__tape_release(tape, a_zr);
+    tg__tape_release(tape, x_h), tg__tape_release(tape, a_h), tg__tape_release(tape, zs);
+    return h;
 }
 
 /* ---- the cells ------------------------------------------------------------------------------- */
@@ -83,6 +98,7 @@ tg_tensor *tg_lstm_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tenso
         return NULL;
     tg_tensor *xWb = tg_linear(tape, x, Wx, b);
     tg_tensor *h = lstm_step(tape, xWb, h_prev, c_prev, Wh, tg_tensor_shape(Wh)[0], c_next);
+    tg__tape_release(tape, xWb);
     if (!h) {
         *c_next = NULL;
         tg__context("%s: ", fn); /* what is left to fail: memory, or a non-finite value */
@@ -110,6 +126,7 @@ tg_tensor *tg_gru_cell(tg_tape *tape, tg_tensor *x, tg_tensor *h_prev, tg_tensor
     int64_t H = tg_tensor_shape(Wh)[0];
     tg_tensor *xWb = tg_linear(tape, x, Wx, b), *Wh_zr, *Whh;
     tg_tensor *h = gru_split(tape, Wh, H, &Wh_zr, &Whh) ? gru_step(tape, xWb, h_prev, Wh_zr, Whh, H) : NULL;
+    tg__tape_release(tape, xWb);
     if (!h) tg__context("%s: ", fn); /* what is left to fail: memory, or a non-finite value */
     return h;
 }
@@ -165,12 +182,14 @@ static tg_tensor *time_forward(const char *fn, tg_tape *tape, gated *g, tg_tenso
     for (int64_t t = 0; t < T; t++) {
         tg_tensor *xt = tg_select(tape, xW, 1, t);
         s[0] = lstm ? lstm_step(tape, xt, s[0], s[1], g->Wh, H, &s[1]) : gru_step(tape, xt, s[0], Wh_zr, Whh, H);
+        tg__tape_release(tape, xt); /* addmm and slice, its consumers, do not save it */
         if (!s[0]) {
             tg__context("%s: step %lld: ", fn, (long long)t);
             return NULL;
         }
         steps[t] = s[0];
     }
+    tg__tape_release(tape, xW); /* select saves nothing */
     tg_tensor *hs = tg_stack(tape, steps, (int)T, 1);
     if (!hs) tg__context("%s: stacking the %lld steps: ", fn, (long long)T);
     /* Only now, with every op done, the kept state changes: a failed forward leaves it as it was. */

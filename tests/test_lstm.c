@@ -288,6 +288,30 @@ static void nodes_pass(kind kd) {
 Test(lstm_time, every_node_passes_the_per_node_check) { nodes_pass(LSTM); }
 Test(gru_time, every_node_passes_the_per_node_check) { nodes_pass(GRU); }
 
+/* What a step keeps, in (N,T,H) blocks: per step the 7 that backward reads (the LSTM's gates f, g, i, o,
+   c, tanh(c) and h; the GRU's [z r], z, r, r h_prev, h~ and h~ - h_prev), the input projection (G blocks)
+   and hs, then the gradients backward adds up: about 15.5 here. Without giving back each step's unsaved
+   intermediates (A and its four slices, the selected projection, the products before their sum; the GRU's
+   pre-activations) an LSTM step peaked at 33.4 blocks and a GRU step at 28.5. */
+static void keeps_only_what_backward_needs(kind kd, double most) {
+    const int64_t N = 8, T = 32, D = 4, H = 16, nth = N * T * H * (int64_t)sizeof(double);
+    tcase k;
+    tcase_make(&k, kd, TG_F64, N, T, D, H, 0, 17);
+    tg_tape *tape = tg_tape_new();
+    tg_tensor *hs = f_time(tape, k.in, &k.l);
+    cr_assert(hs, "%s", tg_last_error());
+    tg_tensor *dhs = tt_rand(TG_F64, 0, 3, 3, tg_tensor_shape(hs));
+    cr_assert_eq(tg_backward(tape, hs, dhs), TG_OK, "%s", tg_last_error());
+    double blocks = (double)tg_tape_memory(tape) / (double)nth;
+    cr_expect(blocks <= most, "%s: peak %.2f (N,T,H) blocks", kind_name(kd), blocks);
+    tg_tensor_free(dhs);
+    tg_tape_free(tape);
+    tcase_free(&k);
+}
+
+Test(lstm_time, a_step_keeps_only_what_backward_needs) { keeps_only_what_backward_needs(LSTM, 17); }
+Test(gru_time, a_step_keeps_only_what_backward_needs) { keeps_only_what_backward_needs(GRU, 17); }
+
 /* ---- the forward, transcribed literally from the book ----
  * Tape and reference could share a wrong gate order, or both put the GRU's reset gate after Whh, and
  * still agree with each other and with finite differences. This transcription reads each weight
