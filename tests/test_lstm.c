@@ -290,9 +290,9 @@ Test(gru_time, every_node_passes_the_per_node_check) { nodes_pass(GRU); }
 
 /* What a step keeps, in (N,T,H) blocks: per step those that backward reads (the LSTM's gates f, g, i, o,
    c, tanh(c) and h: 7; the GRU's [z r] (2), z, r, r h_prev, h~, h~ - h_prev and h: 8), the input
-   projection (G blocks) and hs, then the gradients backward adds up: about 15.5 here. Without giving back each step's unsaved
-   intermediates (A and its four slices, the selected projection, the products before their sum; the GRU's
-   pre-activations) an LSTM step peaked at 33.4 blocks and a GRU step at 28.5. */
+   projection (G blocks) and hs, then the gradients backward adds up: about 15.5 here. Without giving
+   back each step's unsaved intermediates (A and its four slices, the selected projection, the products
+   before their sum; the GRU's pre-activations) an LSTM step peaked at 33.4 blocks and a GRU step at 28.5. */
 static void keeps_only_what_backward_needs(kind kd, double most) {
     const int64_t N = 8, T = 32, D = 4, H = 16, nth = N * T * H * (int64_t)sizeof(double);
     tcase k;
