@@ -427,8 +427,8 @@ int main(int argc, char **argv) {
         printf("# threads: OpenBLAS kernel %s; tapegrad runs GEMMs below %.3g multiply-adds on one thread\n",
                openblas_get_corename(), below);
     else
-        printf("# threads: OpenBLAS kernel %s; tapegrad leaves OpenBLAS's own split (threads from 2^18 "
-               "multiply-adds)\n", openblas_get_corename());
+        printf("# threads: OpenBLAS kernel %s; a thread count is set, so tapegrad leaves OpenBLAS's own split "
+               "(threads from 2^18 multiply-adds)\n", openblas_get_corename());
     printf("%-8s %4s %4s %4s %3s | %9s %9s %9s | %6s %6s %6s | %7s %7s | %8s %8s | %5s %5s\n", "workload", "N", "T",
            "H", "thr", "bound_ms", "tg_ms", "off_ms", "tg/bd", "off/bd", "tg/off", "GF/s", "GF/s_bd", "peak_MiB",
            "off_MiB", "mall", "m_off");

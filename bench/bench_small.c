@@ -1,6 +1,6 @@
 /* bench_small: the training steps of the book-sized models a learner trains, against the GEMMs they run.
  *
- * Two steps, built through the public API as the examples build them, f32, one OpenBLAS thread:
+ * Two steps, built through the public API as the examples build them, f32, one OpenBLAS thread (or --threads):
  *   - rnnlm: the book's small language-model experiment (examples/rnnlm.c --model rnn --optimizer sgd):
  *     V 340, B 10, T 5, E 100, H 100; ids -> tg_embedding -> TimeRNN (stateful) -> tg_linear ->
  *     tg_cross_entropy; zero the gradients, forward, backward, SGD step, reset;
@@ -13,8 +13,10 @@
  * times are medians. Also the time of the step's parts that are not GEMMs, measured apart: the optimizer
  * step alone and the per-op overhead (bench_rnn's).
  *
- * Usage: bench_small [--quick] [--reps n] [--only rnnlm|attention] [--vocab V]
+ * Usage: bench_small [--quick] [--reps n] [--threads n] [--only rnnlm|attention] [--vocab V]
  *   --quick   two repetitions of each (a meson test, so that this file cannot rot; timings meaningless)
+ *   --threads OpenBLAS's thread count (default 1); tapegrad still runs the GEMMs below its threshold
+ *             (ops/matmul.c) on one, so 2 shows what a 2-core machine's default costs
  *   --only    one of the two steps (for a profiler)
  *   --vocab   rnnlm's vocabulary (default 340; examples/rnnlm and bench/rnnlm_numpy.py on their default
  *             text have 427)
@@ -178,28 +180,33 @@ static result bench(model *m, int reps) {
 int main(int argc, char **argv) {
     int quick = 0, reps = 200;
     int64_t vocab = 340;
+    int threads = 1;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) > 0) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--vocab") && i + 1 < argc && atoi(argv[i + 1]) > 1) vocab = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc && atoi(argv[i + 1]) > 0) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
                  (!strcmp(argv[i + 1], "rnnlm") || !strcmp(argv[i + 1], "attention")))
             only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps n] [--only rnnlm|attention] [--vocab V (> 1)]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--reps n] [--threads n] [--only rnnlm|attention] [--vocab V (> 1)]\n", argv[0]);
             return 2;
         }
     }
     if (quick) reps = 2;
     if (reps > MAX_REPS) reps = MAX_REPS;
-    openblas_set_num_threads(1);
+    openblas_set_num_threads(threads);
     model ms[2] = {{.name = "rnnlm"}, {.name = "attention"}};
     for (int i = 0; i < 2; i++)
         if (!only || !strcmp(only, ms[i].name))
             ms[i] = i ? model_new("attention", 1, 128, 29, 10, 59, 16, 256) : model_new("rnnlm", 0, 10, 0, 5, vocab, 100, 100);
-    printf("# bench_small: f32 training steps of the book-sized models, 1 OpenBLAS thread, medians of %d%s\n", reps,
-           quick ? " (--quick: timings meaningless)" : "");
+    double below = tg__gemm_one_thread_below_now();
+    char policy[96] = "OpenBLAS's own split: a thread count is set in the environment";
+    if (below > 0) snprintf(policy, sizeof policy, "tapegrad runs GEMMs below %.3g multiply-adds on one", below);
+    printf("# bench_small: f32 training steps of the book-sized models, %d OpenBLAS thread%s (%s), medians of %d%s\n",
+           threads, threads > 1 ? "s" : "", policy, reps, quick ? " (--quick: timings meaningless)" : "");
     printf("# bound: the step's own GEMMs (logged from one step) replayed alone through tg__gemm\n");
     printf("%-10s %5s %4s %4s %4s | %6s | %9s %9s %7s | %9s %10s\n", "model", "V", "B", "T", "H", "gemms", "step_ms",
            "bound_ms", "step/bd", "optim_ms", "tokens/s");

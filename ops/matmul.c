@@ -7,21 +7,26 @@
 #include <strings.h>
 #include "ops_internal.h"
 
-/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18. Its AVX-512 kernels (SkylakeX, Cooperlake,
-   SapphireRapids) add a "direct" small-matrix path that runs on one thread up to about 10^6 anyway, and there,
-   measured on this project's 2-core machines (bench_rnn --gemm-threads), from 10^6 to 2 10^6 a second thread
-   makes a GEMM 15-25 % slower; from about 4 10^6 on it makes it 0.5-0.75x as long when the other core is
-   free. So with those kernels GEMMs below 3 10^6 run on one thread. Other kernels (Haswell's, which
-   OPENBLAS_CORETYPE=Haswell selects even on an AVX-512 machine) have no such path: there a second thread
-   makes every GEMM past 2^18 0.55-0.75x as long, and OpenBLAS's own split is left alone. Either way only
-   when the user has not chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set,
-   OpenBLAS decides alone. (While the other core is busy, any threaded GEMM can wait for its descheduled
-   worker: 30x at 2 10^7 once; choose 1 thread then.) The count is process-wide, lowered and put back
-   around the call: a program calling BLAS from several threads at once should set it. */
+/* OpenBLAS splits a GEMM over its threads once m n k passes 2^18. Measured on this project's 2-core machines
+   (bench_rnn, bench_small --threads 2, alternating the rules), a model's step loses from that split below
+   about 2 10^6 even where the GEMM alone gains: the element-wise ops around it then read lines the other
+   core wrote. The rnnlm step (V 340, 1.7 10^6 GEMMs) took 0.38-0.60 ms split and 0.27-0.38 ms with them on
+   one thread, what one core gives; TimeRNN W0 went from 0.141 to 0.101 ms and W1 (5 10^5) from 3.4 to
+   2.55 ms. At 2.1 10^6 (TimeLSTM W1's per-step GEMMs, also rnnlm's at V 427) the split wins for the LSTM
+   (1.34-1.44x its bound against 1.43-1.83x) and loses for rnnlm (1.68-1.76x against 1.50-1.54x): no size
+   rule tells them apart, and 2 10^6 leaves both as OpenBLAS has them. Under the AVX-512 kernels
+   (SkylakeX, Cooperlake, SapphireRapids) the direct small-matrix path runs on one thread up to about 10^6
+   anyway, from 10^6 to 2 10^6 a second thread makes even the GEMM alone 15-25 % slower, and from 4 10^6
+   on 0.5-0.75x as long: there the bound stays 3 10^6, as measured on an Intel VM. Only when the user has
+   not chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides
+   alone. (While the other core is busy, any threaded GEMM can wait
+   for its descheduled worker: 30x at 2 10^7 once; choose 1 thread then.) The count is process-wide,
+   lowered and put back around the call (about 4 ns a pair): a program calling BLAS from several threads
+   at once should set it. */
 double tg__gemm_one_thread_below(const char *core, int user_chose) {
     int direct = core && (!strcasecmp(core, "skylakex") || !strcasecmp(core, "cooperlake") ||
                           !strcasecmp(core, "sapphirerapids"));
-    return direct && !user_chose ? 3e6 : 0;
+    return user_chose ? 0 : direct ? 3e6 : 2e6;
 }
 
 double tg__gemm_one_thread_below_now(void) {
