@@ -19,10 +19,9 @@
    anyway, from 10^6 to 2 10^6 a second thread makes even the GEMM alone 15-25 % slower, and from 4 10^6
    on 0.5-0.75x as long: there the bound stays 3 10^6, as measured on an Intel VM. Only when the user has
    not chosen: with OPENBLAS_NUM_THREADS (or GOTO_NUM_THREADS, OMP_NUM_THREADS) set, OpenBLAS decides
-   alone. (While the other core is busy, any threaded GEMM can wait
-   for its descheduled worker: 30x at 2 10^7 once; choose 1 thread then.) The count is process-wide,
-   lowered and put back around the call (about 4 ns a pair): a program calling BLAS from several threads
-   at once should set it. */
+   alone. (While the other core is busy, any threaded GEMM can wait for its descheduled worker: 30x at
+   2 10^7 once; choose 1 thread then.) The count is process-wide, lowered and put back around the call
+   (about 4 ns a pair): a program calling BLAS from several threads at once should set it. */
 double tg__gemm_one_thread_below(const char *core, int user_chose) {
     int direct = core && (!strcasecmp(core, "skylakex") || !strcasecmp(core, "cooperlake") ||
                           !strcasecmp(core, "sapphirerapids"));
